@@ -1,0 +1,153 @@
+"""The engine facade: every change to a run's state goes through here.
+
+Callers (the SDK, the CLI, workers, services) never write to the store directly; the
+engine validates, checks the transition table, writes through the store's guarded
+methods and wakes workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..config import Config
+from ..errors import InvalidOptionError, RunNotFoundError, UnknownTaskError
+from ..store.base import Store
+from ..store.records import InsertResult, RunFilter
+from ..types import Attempt, Run, RunStatus
+from .decode import decode_attempt, decode_run
+from .spec import TaskSpec
+from .states import check_transition
+from .triggering import NO_LINKS, RunLinks, build_new_run, delay_target, serialise_payload
+from .wake import DELAYED, RUNS_READY, SIGNAL, WakeNotifier, wake_directory
+
+SpecLookup = Callable[[str], TaskSpec | None]
+
+
+class Engine:
+    """Run lifecycle operations over one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        local_specs: SpecLookup | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self._local_specs = local_specs
+        self.notifier = WakeNotifier(wake_directory(store.url))
+        self._migrated = False
+
+    def ensure_schema(self) -> None:
+        """Apply migrations once per process (cheap when already applied)."""
+        if not self._migrated:
+            self.store.migrate()
+            self._migrated = True
+
+    # -- task specs -----------------------------------------------------------------
+    def resolve_spec(self, task_id: str) -> TaskSpec:
+        """A task's spec: defined in this process, or announced by a worker."""
+        if self._local_specs is not None:
+            spec = self._local_specs(task_id)
+            if spec is not None:
+                return spec
+        self.ensure_schema()
+        record = self.store.task_catalog_get(task_id)
+        if record is None:
+            known = [t.id for t in self.store.task_catalog_list()]
+            hint = f"; known tasks: {', '.join(known)}" if known else ""
+            raise UnknownTaskError(
+                f"unknown task id {task_id!r}: it is not defined in this process and no "
+                f"worker has registered it{hint}"
+            )
+        return TaskSpec.from_json(record.definition)
+
+    # -- triggering -----------------------------------------------------------------
+    def trigger(
+        self,
+        spec: TaskSpec,
+        payload: Any,
+        options: Mapping[str, Any],
+        *,
+        links: RunLinks = NO_LINKS,
+        payload_json: bytes | None = None,
+    ) -> InsertResult:
+        """Validate and insert one run (or find its idempotent twin); wake workers."""
+        if payload_json is None:
+            payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
+        now = self.clock.now_ms()
+        new_run = build_new_run(
+            spec, payload_json, options, now=now, config=self.config, links=links
+        )
+        self.ensure_schema()
+        result = self.store.run_insert(new_run, now)
+        if result.created:
+            self.notifier.notify(RUNS_READY if new_run.delay_until is None else DELAYED)
+        return result
+
+    # -- reading --------------------------------------------------------------------
+    def retrieve(self, run_id: str, *, with_attempts: bool = True) -> Run:
+        """A run by id, or RunNotFoundError."""
+        self.ensure_schema()
+        record = self.store.run_get(run_id)
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        attempts = self.store.attempt_list(run_id) if with_attempts else None
+        return decode_run(record, attempts)
+
+    def list_runs(self, filters: RunFilter) -> list[Run]:
+        """Runs matching filters, newest first."""
+        self.ensure_schema()
+        return [decode_run(r) for r in self.store.run_list(filters)]
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        """The attempts of a run."""
+        return [decode_attempt(a) for a in self.store.attempt_list(run_id)]
+
+    # -- changing runs --------------------------------------------------------------
+    def cancel(self, run_id: str, reason: str = "Canceled by user") -> RunStatus:
+        """Cancel a run unless it is final; return the status it had."""
+        self.ensure_schema()
+        previous = self.store.run_cancel(run_id, self.clock.now_ms(), reason)
+        if previous is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        status = RunStatus(previous)
+        if status in (RunStatus.DEQUEUED, RunStatus.EXECUTING):
+            self.notifier.notify(SIGNAL)
+        return status
+
+    def replay(self, run_id: str) -> InsertResult:
+        """A new run of the same task with the same payload, marked as a replay."""
+        original = self.retrieve(run_id, with_attempts=False)
+        spec = self.resolve_spec(original.task_id)
+        record = self.store.run_get(run_id)
+        assert record is not None and record.payload is not None
+        options: dict[str, Any] = {}
+        if original.tags:
+            options["tags"] = original.tags
+        links = RunLinks(replayed_from=run_id, is_test=original.is_test)
+        return self.trigger(spec, None, options, links=links, payload_json=record.payload)
+
+    def reschedule(self, run_id: str, delay: Any) -> Run:
+        """Move a DELAYED run's start time."""
+        run = self.retrieve(run_id, with_attempts=False)
+        now = self.clock.now_ms()
+        target = delay_target(delay, now=now, what=f"delay of run {run_id}")
+        if run.status is not RunStatus.DELAYED or not self.store.run_reschedule(
+            run_id, target, now
+        ):
+            current = self.retrieve(run_id, with_attempts=False).status
+            raise InvalidOptionError(
+                f"run {run_id} is {current.value}; only DELAYED runs can be rescheduled"
+            )
+        self.notifier.notify(DELAYED)
+        return self.retrieve(run_id)
+
+    def check(self, run_id: str, current: RunStatus, target: RunStatus) -> None:
+        """Raise unless the transition table allows `current` -> `target`."""
+        check_transition(run_id, current, target)

@@ -1,0 +1,130 @@
+"""How an attempt's end becomes the run's next state. Pure: time and randomness are passed in.
+
+Executors decide retries for errors raised by user code (they run `catch_error`); the
+engine decides for deaths the executor could not report (crashes, lapsed leases) from
+the retry policy locked on the run at trigger time.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..retry import Retry, next_attempt_at
+from ..store.records import AttemptOutcome
+from ..types import RunStatus
+
+ATTEMPT_COMPLETED = "COMPLETED"
+ATTEMPT_FAILED = "FAILED"
+ATTEMPT_CRASHED = "CRASHED"
+ATTEMPT_CANCELED = "CANCELED"
+ATTEMPT_TIMED_OUT = "TIMED_OUT"
+
+# Final run statuses that clear the run's idempotency key (Trigger.dev v4 semantics).
+CLEARS_IDEMPOTENCY = frozenset(
+    {
+        RunStatus.FAILED.value,
+        RunStatus.CRASHED.value,
+        RunStatus.SYSTEM_FAILURE.value,
+        RunStatus.TIMED_OUT.value,
+        RunStatus.EXPIRED.value,
+    }
+)
+
+
+def error_json(type_: str, message: str, stack: str = "", code: str = "") -> bytes:
+    """A stored error."""
+    return orjson.dumps({"type": type_, "message": message, "stack": stack, "code": code})
+
+
+def success(
+    run_id: str,
+    attempt: int,
+    worker_id: str,
+    output: bytes,
+    *,
+    started_at: int | None,
+    finished_at: int,
+) -> AttemptOutcome:
+    """The attempt returned: the run is COMPLETED with this output."""
+    return AttemptOutcome(
+        run_id=run_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        status=RunStatus.COMPLETED.value,
+        attempt_status=ATTEMPT_COMPLETED,
+        finished_at=finished_at,
+        started_at=started_at,
+        output=output,
+    )
+
+
+def failure(
+    run_id: str,
+    attempt: int,
+    worker_id: str,
+    error: bytes,
+    *,
+    retry_at: int | None,
+    final_status: str,
+    attempt_status: str,
+    started_at: int | None,
+    finished_at: int,
+) -> AttemptOutcome:
+    """The attempt failed: retry at `retry_at`, or end the run with `final_status`."""
+    if retry_at is not None:
+        return AttemptOutcome(
+            run_id=run_id,
+            attempt=attempt,
+            worker_id=worker_id,
+            status=RunStatus.QUEUED.value,
+            attempt_status=attempt_status,
+            finished_at=finished_at,
+            started_at=started_at,
+            error=error,
+            retry_at=retry_at,
+        )
+    return AttemptOutcome(
+        run_id=run_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        status=final_status,
+        attempt_status=attempt_status,
+        finished_at=finished_at,
+        started_at=started_at,
+        error=error,
+        clear_idempotency_key=final_status in CLEARS_IDEMPOTENCY,
+    )
+
+
+def crash(
+    run_id: str,
+    attempt: int,
+    worker_id: str,
+    *,
+    max_attempts: int,
+    retry: bytes | dict[str, Any],
+    reason: str,
+    code: str,
+    now: int,
+    started_at: int | None,
+    random: Callable[[], float] = _random.random,
+) -> AttemptOutcome:
+    """The process running the attempt died: it counts as an attempt; retry if any remain."""
+    policy_data = orjson.loads(retry) if isinstance(retry, bytes) else retry
+    policy = Retry.from_json(policy_data).with_max_attempts(max_attempts)
+    retry_at = next_attempt_at(now, attempt, policy, random)
+    return failure(
+        run_id,
+        attempt,
+        worker_id,
+        error_json("TaskRunCrashedError", reason, code=code),
+        retry_at=retry_at,
+        final_status=RunStatus.CRASHED.value,
+        attempt_status=ATTEMPT_CRASHED,
+        started_at=started_at,
+        finished_at=now,
+    )

@@ -1,0 +1,47 @@
+"""The transition table: the single truth of which run status may follow which.
+
+The store's guarded updates implement these edges; `check_transition` lets the engine
+refuse an impossible change before it reaches the store, with a clear message.
+"""
+
+from __future__ import annotations
+
+from ..errors import TaskloomError
+from ..types import FINAL_STATUSES, RunStatus
+
+S = RunStatus
+
+_ENDINGS = frozenset({S.COMPLETED, S.FAILED, S.CRASHED, S.SYSTEM_FAILURE, S.TIMED_OUT, S.CANCELED})
+
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    S.PENDING_VERSION: frozenset({S.QUEUED, S.CANCELED, S.EXPIRED}),
+    # A delayed run enters its queue when its time comes (or is cancelled first).
+    S.DELAYED: frozenset({S.QUEUED, S.CANCELED, S.EXPIRED}),
+    # A worker claims a queued run; TTL may expire it first.
+    S.QUEUED: frozenset({S.DEQUEUED, S.CANCELED, S.EXPIRED}),
+    # A claimed run starts, or ends before its start was written (writes are coalesced),
+    # or goes back to its queue (retry after a crash, or released by a stopping worker).
+    S.DEQUEUED: _ENDINGS | {S.EXECUTING, S.QUEUED},
+    S.EXECUTING: _ENDINGS | {S.QUEUED, S.WAITING},
+    S.WAITING: frozenset({S.QUEUED, S.EXECUTING, S.CANCELED, S.FAILED, S.SYSTEM_FAILURE}),
+}
+for _final in FINAL_STATUSES:
+    TRANSITIONS[_final] = frozenset()
+
+
+class InvalidTransitionError(TaskloomError):
+    """A state change the transition table does not allow."""
+
+
+def can_transition(current: RunStatus, target: RunStatus) -> bool:
+    """True when `target` may follow `current`."""
+    return target in TRANSITIONS[current]
+
+
+def check_transition(run_id: str, current: RunStatus, target: RunStatus) -> None:
+    """Raise InvalidTransitionError unless `target` may follow `current`."""
+    if not can_transition(current, target):
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "nothing (final)"
+        raise InvalidTransitionError(
+            f"run {run_id} is {current.value}; it cannot become {target.value} (allowed: {allowed})"
+        )

@@ -1,0 +1,1 @@
+"""What task code and callers import: task, wait, logger, metadata and friends."""

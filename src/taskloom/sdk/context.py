@@ -1,0 +1,149 @@
+"""`Context`: what a run knows about itself, and the cancel signal.
+
+A Context is frozen at attempt start (as Trigger.dev's `ctx`). `ctx.signal` is live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class CancelSignal:
+    """Fires when the run is cancelled or exceeds its max duration.
+
+    Check `signal.aborted` in a loop, or `await signal.wait()`; both work from async code
+    and (`aborted` only) from sync code running in a thread.
+    """
+
+    def __init__(self) -> None:
+        self._aborted = threading.Event()
+        self._reason: str | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def aborted(self) -> bool:
+        """True once the signal has fired."""
+        return self._aborted.is_set()
+
+    @property
+    def reason(self) -> str | None:
+        """Why it fired ("cancel: ..." or "max_duration: ..."), None before."""
+        return self._reason
+
+    def abort(self, reason: str) -> None:
+        """Fire the signal (called by the executor). Later calls keep the first reason."""
+        with self._lock:
+            if self._aborted.is_set():
+                return
+            self._reason = reason
+            self._aborted.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    async def wait(self) -> str:
+        """Wait until the signal fires; return its reason."""
+        with self._lock:
+            if not self._aborted.is_set():
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, future))
+            else:
+                future = None  # type: ignore[assignment]
+        if future is not None:
+            await future
+        return self._reason or ""
+
+    def __repr__(self) -> str:
+        return f"CancelSignal(aborted={self.aborted}, reason={self._reason!r})"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """`ctx.attempt` and `ctx.run.attempt`."""
+
+    number: int
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """`ctx.run`."""
+
+    id: str
+    attempt: AttemptInfo
+    tags: tuple[str, ...]
+    is_test: bool
+    is_replay: bool
+    created_at: datetime
+    idempotency_key: str | None
+    max_attempts: int
+    max_duration: int | None
+    parent_run_id: str | None
+    root_run_id: str | None
+    depth: int = 0
+    replayed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """`ctx.task`."""
+
+    id: str
+    file_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """`ctx.queue`."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MachineInfo:
+    """`ctx.machine`: the preset the attempt runs on (vCPU and GB of memory)."""
+
+    name: str
+    cpu: float
+    memory: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentInfo:
+    """`ctx.environment`."""
+
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a run knows about itself. Passed as `ctx` to `run` and to hooks."""
+
+    run: RunInfo
+    attempt: AttemptInfo
+    task: TaskInfo
+    queue: QueueInfo
+    machine: MachineInfo
+    environment: EnvironmentInfo
+    signal: CancelSignal = field(compare=False)
+    init: Any = None
+
+
+current_context: ContextVar[Context | None] = ContextVar("taskloom_context", default=None)
+
+
+def get_context() -> Context | None:
+    """The Context of the run executing in this task or thread, if any."""
+    return current_context.get()

@@ -1,0 +1,85 @@
+"""Global lifecycle hooks, registered for every task through the `tasks` namespace.
+
+Each registration may carry a name; registering the same name again replaces the earlier
+hook (so a module imported twice does not register twice).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, overload
+
+from ..errors import InvalidOptionError
+
+GLOBAL_HOOK_NAMES = (
+    "on_start_attempt",
+    "on_start",
+    "on_success",
+    "on_failure",
+    "on_complete",
+    "on_wait",
+    "on_resume",
+    "on_cancel",
+    "catch_error",
+    "middleware",
+)
+
+Hook = Callable[..., Any]
+
+_lock = threading.Lock()
+_global: dict[str, list[tuple[str | None, Hook]]] = {name: [] for name in GLOBAL_HOOK_NAMES}
+
+
+def add_global(kind: str, name: str | None, hook: Hook) -> Hook:
+    """Register `hook` for every task; a repeated `name` replaces the earlier one."""
+    if not callable(hook):
+        raise InvalidOptionError(f"global {kind} hook {name or ''} must be callable, got {hook!r}")
+    with _lock:
+        entries = _global[kind]
+        if name is not None:
+            for index, (existing, _) in enumerate(entries):
+                if existing == name:
+                    entries[index] = (name, hook)
+                    return hook
+        entries.append((name, hook))
+    return hook
+
+
+def global_hooks(kind: str) -> list[Hook]:
+    """The global hooks of one kind, in registration order."""
+    with _lock:
+        return [hook for _, hook in _global[kind]]
+
+
+def clear_global() -> None:
+    """Forget every global hook (for tests)."""
+    with _lock:
+        for entries in _global.values():
+            entries.clear()
+
+
+class Registrar:
+    """`tasks.on_success(fn)`, `tasks.on_success("name", fn)` or `@tasks.on_success("name")`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    @overload
+    def __call__(self, name_or_hook: Hook, hook: None = None) -> Hook: ...
+
+    @overload
+    def __call__(self, name_or_hook: str, hook: Hook) -> Hook: ...
+
+    @overload
+    def __call__(self, name_or_hook: str, hook: None = None) -> Callable[[Hook], Hook]: ...
+
+    def __call__(
+        self, name_or_hook: str | Hook, hook: Hook | None = None
+    ) -> Hook | Callable[[Hook], Hook]:
+        if isinstance(name_or_hook, str):
+            name = name_or_hook
+            if hook is not None:
+                return add_global(self.kind, name, hook)
+            return lambda fn: add_global(self.kind, name, fn)
+        return add_global(self.kind, None, name_or_hook)

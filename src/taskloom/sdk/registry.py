@@ -1,0 +1,49 @@
+"""The process-wide catalogue of defined tasks, keyed by id."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TaskloomError
+
+if TYPE_CHECKING:
+    from .task import Task
+
+_lock = threading.Lock()
+_tasks: dict[str, Task[Any, Any]] = {}
+
+
+def register(task: Task[Any, Any]) -> None:
+    """Add a task; a second definition of the same id is an error naming both places."""
+    with _lock:
+        existing = _tasks.get(task.id)
+        if existing is not None and existing.defined_at != task.defined_at:
+            raise TaskloomError(
+                f"task id {task.id!r} is defined twice: at {existing.defined_at} and at "
+                f"{task.defined_at}; task ids must be unique"
+            )
+        _tasks[task.id] = task
+
+
+def get(task_id: str) -> Task[Any, Any] | None:
+    """The task defined in this process with this id, if any."""
+    return _tasks.get(task_id)
+
+
+def all_tasks() -> list[Task[Any, Any]]:
+    """Every task defined in this process, by id."""
+    with _lock:
+        return [_tasks[key] for key in sorted(_tasks)]
+
+
+def unregister(task_id: str) -> None:
+    """Forget a task (for tests and reloads)."""
+    with _lock:
+        _tasks.pop(task_id, None)
+
+
+def clear() -> None:
+    """Forget every task (for tests)."""
+    with _lock:
+        _tasks.clear()

@@ -1,0 +1,45 @@
+"""The `tasks` namespace: trigger by id, and global lifecycle hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import registry
+from .client import current_engine
+from .handles import RunHandle
+from .hooks import Registrar
+
+
+class Tasks:
+    """`tasks.trigger("id", payload)` and the global hooks (`tasks.on_success(...)`, ...)."""
+
+    on_start_attempt = Registrar("on_start_attempt")
+    on_start = Registrar("on_start")
+    on_success = Registrar("on_success")
+    on_failure = Registrar("on_failure")
+    on_complete = Registrar("on_complete")
+    on_wait = Registrar("on_wait")
+    on_resume = Registrar("on_resume")
+    on_cancel = Registrar("on_cancel")
+    catch_error = Registrar("catch_error")
+    middleware = Registrar("middleware")
+
+    def trigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
+        """Trigger a task by id, without importing it (a worker must have registered it).
+
+        Unlike `Task.trigger`, a schema task's schema is not applied here (as in
+        Trigger.dev); the worker still parses the payload before each attempt.
+        """
+        engine = current_engine()
+        local = registry.get(task_id)
+        spec = local.spec_for(engine.config) if local is not None else engine.resolve_spec(task_id)
+        result = engine.trigger(spec, payload, options)
+        return RunHandle(result.run_id, task_id, not result.created)
+
+    async def atrigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
+        """Async twin of `trigger`."""
+        return await asyncio.to_thread(lambda: self.trigger(task_id, payload, **options))
+
+
+tasks = Tasks()

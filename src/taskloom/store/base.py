@@ -1,0 +1,150 @@
+"""The store interface: every durable read and write taskloom makes goes through it.
+
+Nothing outside `taskloom.store` speaks SQL. Each dialect (SQLite now, PostgreSQL
+later) is a subclass; the same suite in `tests/store/` runs against every one.
+Method names are `noun_verb`. Times are integers in ms since the epoch; callers pass
+`now` so time stays injectable in tests.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from .records import (
+    AttemptOutcome,
+    AttemptRecord,
+    EventRecord,
+    InsertResult,
+    LapsedAttempt,
+    NewEvent,
+    NewRun,
+    RunFilter,
+    RunRecord,
+    TaskDefinitionRecord,
+    TickResult,
+    WorkerInfo,
+    WorkerTick,
+)
+
+
+class Store(abc.ABC):
+    """Durable state of runs, attempts, events, workers and leaders."""
+
+    url: str
+
+    # -- schema -----------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending numbered migrations; return the names applied."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The highest migration number applied (0 for an empty database)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The store may be reopened by using it again."""
+
+    # -- runs -------------------------------------------------------------------
+    @abc.abstractmethod
+    def run_insert(self, run: NewRun, now: int) -> InsertResult:
+        """Create a run, or return the live run holding the same (task, idempotency key)."""
+
+    @abc.abstractmethod
+    def run_get(self, run_id: str) -> RunRecord | None:
+        """One run by id."""
+
+    @abc.abstractmethod
+    def run_list(self, filters: RunFilter) -> list[RunRecord]:
+        """Runs matching the filters, newest first."""
+
+    @abc.abstractmethod
+    def run_cancel(self, run_id: str, now: int, reason: str) -> str | None:
+        """Cancel a run that is not final; return the status it had (None if missing).
+
+        Queued and delayed runs become CANCELED at once. A run held by a worker becomes
+        CANCELED too, and a cancel signal is left for its worker, which stops the attempt.
+        """
+
+    @abc.abstractmethod
+    def run_reschedule(self, run_id: str, delay_until: int, now: int) -> bool:
+        """Move a DELAYED run's start; False when the run is not DELAYED."""
+
+    @abc.abstractmethod
+    def runs_promote_delayed(self, now: int, limit: int) -> int:
+        """Move DELAYED runs whose time has come into their queues; return how many."""
+
+    @abc.abstractmethod
+    def runs_expire(self, now: int, limit: int) -> list[str]:
+        """End unstarted runs past their TTL as EXPIRED; return their ids."""
+
+    @abc.abstractmethod
+    def run_next_due(self, now: int) -> int | None:
+        """The earliest future time a delayed run, retry or expiry is due, if any."""
+
+    # -- attempts and events --------------------------------------------------
+    @abc.abstractmethod
+    def attempt_list(self, run_id: str) -> list[AttemptRecord]:
+        """The attempts of a run, in order."""
+
+    @abc.abstractmethod
+    def event_list(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """A run's events in order, after the given event id."""
+
+    @abc.abstractmethod
+    def events_append(self, events: list[NewEvent]) -> None:
+        """Append events (from outside a worker tick)."""
+
+    # -- workers ----------------------------------------------------------------
+    @abc.abstractmethod
+    def worker_register(self, worker: WorkerInfo, now: int) -> None:
+        """Record a live worker."""
+
+    @abc.abstractmethod
+    def worker_heartbeat(self, worker_id: str, now: int) -> bool:
+        """Renew a worker's lease; False when it was declared dead (its runs rescued)."""
+
+    @abc.abstractmethod
+    def worker_stop(self, worker_id: str, now: int) -> None:
+        """Mark a worker stopped after it released everything it held."""
+
+    @abc.abstractmethod
+    def worker_tick(self, tick: WorkerTick) -> TickResult:
+        """One transaction: apply starts and outcomes (fenced), append events, claim runs."""
+
+    @abc.abstractmethod
+    def runs_release(self, worker_id: str, run_ids: list[str], now: int) -> list[str]:
+        """Put runs a stopping worker holds back in their queues without using an attempt."""
+
+    @abc.abstractmethod
+    def attempts_lapsed(self, now: int, lease_ms: int, limit: int) -> list[LapsedAttempt]:
+        """Attempts held by workers whose heartbeat is older than the lease."""
+
+    @abc.abstractmethod
+    def workers_reap(self, now: int, lease_ms: int) -> list[str]:
+        """Mark workers without a heartbeat for a lease as dead; return their ids."""
+
+    @abc.abstractmethod
+    def attempts_finish(self, outcomes: list[AttemptOutcome]) -> list[str]:
+        """Apply outcomes decided outside a tick (rescues, cancels); return the applied runs."""
+
+    # -- leaders and task catalog ---------------------------------------------
+    @abc.abstractmethod
+    def leader_elect(self, name: str, holder: str, now: int, ttl_ms: int) -> bool:
+        """Take or keep the named leadership for ttl_ms; True when `holder` leads."""
+
+    @abc.abstractmethod
+    def leader_resign(self, name: str, holder: str) -> None:
+        """Give up a leadership held by `holder`."""
+
+    @abc.abstractmethod
+    def task_catalog_upsert(self, tasks: list[TaskDefinitionRecord]) -> None:
+        """Record task definitions announced by a worker."""
+
+    @abc.abstractmethod
+    def task_catalog_get(self, task_id: str) -> TaskDefinitionRecord | None:
+        """A task definition announced by some worker."""
+
+    @abc.abstractmethod
+    def task_catalog_list(self) -> list[TaskDefinitionRecord]:
+        """Every announced task definition."""

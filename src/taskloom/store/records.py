@@ -1,0 +1,265 @@
+"""The small value objects that cross the store seam.
+
+Payloads, outputs, errors, tags and metadata travel as serialised JSON bytes so the hot
+paths serialise once (in the caller) and never re-encode inside the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """Everything `run_insert` needs to create one run. Times are ms since the epoch."""
+
+    id: str
+    task_id: str
+    queue: str
+    status: str  # QUEUED or DELAYED
+    payload: bytes
+    max_attempts: int
+    retry: bytes
+    machine: str
+    created_at: int
+    queue_ts: int
+    sort_key: int
+    available_at: int
+    concurrency_key: str | None = None
+    max_duration: int | None = None
+    ttl_ms: int | None = None
+    priority_ms: int = 0
+    delay_until: int | None = None
+    expires_at: int | None = None
+    idempotency_key: str | None = None
+    idempotency_expires_at: int | None = None
+    tags: bytes | None = None
+    metadata: bytes | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    depth: int = 0
+    batch_id: str | None = None
+    is_test: bool = False
+    replayed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """The run a trigger resolved to: a new one, or the one its idempotency key points at."""
+
+    run_id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of the runs table, undecoded."""
+
+    id: str
+    task_id: str
+    queue: str
+    concurrency_key: str | None
+    status: str
+    payload: bytes | None
+    output: bytes | None
+    error: bytes | None
+    attempt: int
+    max_attempts: int
+    retry: bytes
+    machine: str
+    max_duration: int | None
+    ttl_ms: int | None
+    priority_ms: int
+    queue_ts: int
+    available_at: int
+    delay_until: int | None
+    expires_at: int | None
+    idempotency_key: str | None
+    idempotency_expires_at: int | None
+    tags: bytes | None
+    metadata: bytes | None
+    parent_run_id: str | None
+    root_run_id: str | None
+    depth: int
+    batch_id: str | None
+    is_test: bool
+    replayed_from: str | None
+    worker_id: str | None
+    created_at: int
+    updated_at: int
+    started_at: int | None
+    finished_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One row of the attempts table."""
+
+    run_id: str
+    number: int
+    status: str
+    worker_id: str | None
+    started_at: int | None
+    finished_at: int | None
+    error: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One run event: a log line, a span edge, a hook call, an attempt boundary."""
+
+    id: int
+    run_id: str
+    attempt: int | None
+    ts: int
+    kind: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append to a run."""
+
+    run_id: str
+    attempt: int | None
+    ts: int
+    kind: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Filters of `run_list`: all optional, combined with AND, newest first."""
+
+    statuses: tuple[str, ...] = ()
+    task_ids: tuple[str, ...] = ()
+    tag: str | None = None
+    since_ms: int | None = None
+    before_id: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run a worker just claimed (now DEQUEUED and fenced to that worker and attempt)."""
+
+    id: str
+    task_id: str
+    queue: str
+    attempt: int
+    payload: bytes
+    max_attempts: int
+    retry: bytes
+    machine: str
+    max_duration: int | None
+    tags: bytes | None
+    metadata: bytes | None
+    idempotency_key: str | None
+    parent_run_id: str | None
+    root_run_id: str | None
+    depth: int
+    is_test: bool
+    replayed_from: str | None
+    created_at: int
+    concurrency_key: str | None
+    sort_key: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStart:
+    """A claimed run whose attempt began executing (DEQUEUED -> EXECUTING)."""
+
+    run_id: str
+    attempt: int
+    started_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """How an attempt ended, as the engine decided it.
+
+    `status` is the run's next status: a final one, or QUEUED when a retry follows at
+    `retry_at` (or when the attempt is released without counting, see `released`).
+    """
+
+    run_id: str
+    attempt: int
+    worker_id: str
+    status: str
+    attempt_status: str
+    finished_at: int
+    started_at: int | None = None
+    output: bytes | None = None
+    error: bytes | None = None
+    retry_at: int | None = None
+    released: bool = False
+    clear_idempotency_key: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTick:
+    """One round trip of a worker's supervisor: record starts and outcomes, claim more."""
+
+    worker_id: str
+    now: int
+    starts: list[AttemptStart] = field(default_factory=list)
+    outcomes: list[AttemptOutcome] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    claim_limit: int = 0
+    read_signals: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunSignal:
+    """A request to a worker about a run it holds (for now: cancel)."""
+
+    id: int
+    run_id: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What a tick claimed, which outcomes it applied, and signals waiting for the worker."""
+
+    claimed: list[ClaimedRun]
+    applied: list[str]
+    rejected: list[str]
+    signals: list[RunSignal]
+    worker_alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LapsedAttempt:
+    """An attempt whose worker stopped heartbeating: the rescuer decides its fate."""
+
+    run_id: str
+    attempt: int
+    worker_id: str
+    task_id: str
+    max_attempts: int
+    retry: bytes
+    started_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process as it registers itself."""
+
+    id: str
+    hostname: str
+    pid: int
+    concurrency: int
+    started_at: int
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinitionRecord:
+    """A task as a worker announced it: what `tasks.trigger(id)` needs without the code."""
+
+    id: str
+    definition: bytes
+    file_path: str | None
+    updated_at: int

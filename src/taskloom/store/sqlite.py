@@ -1,0 +1,499 @@
+"""The embedded store: one SQLite file through the standard library.
+
+WAL journal, `synchronous=FULL` by default, `BEGIN IMMEDIATE` for every write, one
+connection per process (re-opened after a fork). SQLite's own busy handler sleeps a
+whole millisecond or more between tries, which halves throughput when a producer and
+a worker share the file, so the connection has no busy timeout and `_write` retries
+with short, growing sleeps up to the configured busy timeout instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from ..errors import StoreBusyError
+from . import sqlite_sql as sql
+from .base import Store
+from .migrate import load_migrations
+from .records import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedRun,
+    EventRecord,
+    InsertResult,
+    LapsedAttempt,
+    NewEvent,
+    NewRun,
+    RunFilter,
+    RunRecord,
+    RunSignal,
+    TaskDefinitionRecord,
+    TickResult,
+    WorkerInfo,
+    WorkerTick,
+)
+
+T = TypeVar("T")
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+_HELD = ("DEQUEUED", "EXECUTING")
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error)
+    return "locked" in text or "busy" in text
+
+
+class SqliteStore(Store):
+    """The store on one SQLite file."""
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+        self.path = Path(path).absolute()
+        self.url = f"sqlite:///{self.path}"
+        self.synchronous = mode
+        self.busy_timeout_ms = busy_timeout_ms
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    # -- connection and transactions ------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"), "open")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")  # validated above
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA cache_size=-16000")
+            self._conn = conn
+            self._pid = os.getpid()
+        return self._conn
+
+    def _retry_busy(self, action: Callable[[], T], what: str) -> T:
+        delay = 0.00005
+        deadline: float | None = None
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.busy_timeout_ms / 1000
+                if now >= deadline:
+                    raise StoreBusyError(
+                        f"the database {self.path} stayed locked by another process for "
+                        f"{self.busy_timeout_ms} ms ({what}); nothing was written"
+                    ) from error
+                time.sleep(delay)
+                delay = min(delay * 2, 0.004)
+
+    def _write(self, body: Callable[[sqlite3.Connection], T], what: str = "write") -> T:
+        """Run `body` in one `BEGIN IMMEDIATE` transaction, retrying while the file is busy."""
+        with self._lock:
+            conn = self._connection()
+
+            def attempt() -> T:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+
+            return self._retry_busy(attempt, what)
+
+    def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            conn = self._connection()
+            return self._retry_busy(lambda: body(conn), "read")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # -- schema ---------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        migrations = load_migrations("sqlite")
+
+        def body(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(sql.CREATE_MIGRATIONS_TABLE)
+            current = conn.execute(sql.SELECT_SCHEMA_VERSION).fetchone()[0]
+            applied: list[str] = []
+            for migration in migrations:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    sql.INSERT_MIGRATION,
+                    (migration.version, migration.name, time.time_ns() // 1_000_000),
+                )
+                applied.append(f"{migration.version:04d}_{migration.name}")
+            return applied
+
+        return self._write(body, "migrate")
+
+    def schema_version(self) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+            if not exists:
+                return 0
+            return int(conn.execute(sql.SELECT_SCHEMA_VERSION).fetchone()[0])
+
+        return self._read(body)
+
+    # -- runs -----------------------------------------------------------------------
+    def run_insert(self, run: NewRun, now: int) -> InsertResult:
+        params = (
+            run.id,
+            run.task_id,
+            run.queue,
+            run.concurrency_key,
+            run.status,
+            run.payload,
+            run.max_attempts,
+            run.retry,
+            run.machine,
+            run.max_duration,
+            run.ttl_ms,
+            run.priority_ms,
+            run.queue_ts,
+            run.sort_key,
+            run.available_at,
+            run.delay_until,
+            run.expires_at,
+            run.idempotency_key,
+            run.idempotency_expires_at,
+            None if run.tags is None else run.tags.decode(),
+            run.metadata,
+            run.parent_run_id,
+            run.root_run_id,
+            run.depth,
+            run.batch_id,
+            int(run.is_test),
+            run.replayed_from,
+            run.created_at,
+            now,
+        )
+        key = run.idempotency_key
+
+        def body(conn: sqlite3.Connection) -> InsertResult:
+            if key is not None:
+                found = conn.execute(sql.SELECT_IDEMPOTENT, (run.task_id, key)).fetchone()
+                if found is not None:
+                    if found[1] is None or found[1] > now:
+                        return InsertResult(found[0], False)
+                    conn.execute(sql.CLEAR_IDEMPOTENCY, (found[0],))
+            conn.execute(sql.INSERT_RUN, params)
+            return InsertResult(run.id, True)
+
+        return self._write(body, "trigger")
+
+    def run_get(self, run_id: str) -> RunRecord | None:
+        row = self._read(lambda conn: conn.execute(sql.SELECT_RUN, (run_id,)).fetchone())
+        return None if row is None else _run_record(row)
+
+    def run_list(self, filters: RunFilter) -> list[RunRecord]:
+        query = sql.LIST_BASE
+        params: list[Any] = []
+        if filters.statuses:
+            query += f" AND status IN ({','.join('?' * len(filters.statuses))})"
+            params.extend(filters.statuses)
+        if filters.task_ids:
+            query += f" AND task_id IN ({','.join('?' * len(filters.task_ids))})"
+            params.extend(filters.task_ids)
+        if filters.tag is not None:
+            query += sql.LIST_TAG
+            params.append(filters.tag)
+        if filters.since_ms is not None:
+            query += sql.LIST_SINCE
+            params.append(filters.since_ms)
+        if filters.before_id is not None:
+            query += sql.LIST_BEFORE
+            params.append(filters.before_id)
+        query += sql.LIST_ORDER
+        params.append(filters.limit)
+        rows = self._read(lambda conn: conn.execute(query, params).fetchall())
+        return [_run_record(row) for row in rows]
+
+    def run_cancel(self, run_id: str, now: int, reason: str) -> str | None:
+        error = b'{"type":"TaskRunCancelledError","message":"' + _json_text(reason) + b'"}'
+
+        def body(conn: sqlite3.Connection) -> str | None:
+            found = conn.execute(sql.SELECT_STATUS, (run_id,)).fetchone()
+            if found is None:
+                return None
+            status, worker_id = found
+            if status in ("COMPLETED", "CANCELED", "FAILED", "CRASHED", "SYSTEM_FAILURE"):
+                return str(status)
+            if status in ("EXPIRED", "TIMED_OUT"):
+                return str(status)
+            if status in _HELD and worker_id is not None:
+                conn.execute(sql.INSERT_SIGNAL, (worker_id, run_id, "cancel", reason, now))
+            conn.execute(sql.CANCEL_RUN, (now, now, error, run_id, status))
+            return str(status)
+
+        return self._write(body, "cancel")
+
+    def run_reschedule(self, run_id: str, delay_until: int, now: int) -> bool:
+        def body(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                sql.RESCHEDULE_RUN,
+                (delay_until, delay_until, delay_until, delay_until, now, run_id),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(body, "reschedule")
+
+    def runs_promote_delayed(self, now: int, limit: int) -> int:
+        return self._write(
+            lambda conn: conn.execute(sql.PROMOTE_DELAYED, (now, now, now, limit)).rowcount,
+            "promote",
+        )
+
+    def runs_expire(self, now: int, limit: int) -> list[str]:
+        rows = self._write(
+            lambda conn: conn.execute(sql.EXPIRE_RUNS, (now, now, now, limit)).fetchall(),
+            "expire",
+        )
+        return [row[0] for row in rows]
+
+    def run_next_due(self, now: int) -> int | None:
+        def body(conn: sqlite3.Connection) -> int | None:
+            times = [
+                conn.execute(sql.NEXT_DELAYED).fetchone()[0],
+                conn.execute(sql.NEXT_EXPIRY).fetchone()[0],
+            ]
+            present = [t for t in times if t is not None]
+            return min(present) if present else None
+
+        return self._read(body)
+
+    # -- attempts and events --------------------------------------------------------
+    def attempt_list(self, run_id: str) -> list[AttemptRecord]:
+        rows = self._read(lambda conn: conn.execute(sql.SELECT_ATTEMPTS, (run_id,)).fetchall())
+        return [AttemptRecord(*row) for row in rows]
+
+    def event_list(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        rows = self._read(
+            lambda conn: conn.execute(sql.SELECT_EVENTS, (run_id, after_id, limit)).fetchall()
+        )
+        return [EventRecord(*row) for row in rows]
+
+    def events_append(self, events: list[NewEvent]) -> None:
+        if events:
+            self._write(lambda conn: _insert_events(conn, events), "events")
+
+    # -- workers --------------------------------------------------------------------
+    def worker_register(self, worker: WorkerInfo, now: int) -> None:
+        tasks = ",".join(worker.tasks).encode()
+        params = (
+            worker.id,
+            worker.hostname,
+            worker.pid,
+            worker.concurrency,
+            tasks,
+            worker.started_at,
+            now,
+        )
+        self._write(lambda conn: conn.execute(sql.REGISTER_WORKER, params), "register")
+
+    def worker_heartbeat(self, worker_id: str, now: int) -> bool:
+        return self._write(
+            lambda conn: conn.execute(sql.HEARTBEAT, (now, worker_id)).rowcount == 1, "heartbeat"
+        )
+
+    def worker_stop(self, worker_id: str, now: int) -> None:
+        self._write(lambda conn: conn.execute(sql.STOP_WORKER, (now, worker_id)), "stop")
+
+    def worker_tick(self, tick: WorkerTick) -> TickResult:
+        now = tick.now
+        worker_id = tick.worker_id
+
+        def body(conn: sqlite3.Connection) -> TickResult:
+            alive = conn.execute(sql.HEARTBEAT, (now, worker_id)).rowcount == 1
+            if tick.starts:
+                conn.executemany(
+                    sql.START_ATTEMPT,
+                    [(s.started_at, now, s.run_id, s.attempt, worker_id) for s in tick.starts],
+                )
+            applied, rejected = _finish_attempts(conn, tick.outcomes, now)
+            if tick.events:
+                _insert_events(conn, tick.events)
+            signals: list[RunSignal] = []
+            if tick.read_signals:
+                rows = conn.execute(sql.SELECT_SIGNALS, (worker_id,)).fetchall()
+                if rows:
+                    conn.execute(sql.DELETE_SIGNALS, (worker_id, rows[-1][0]))
+                    signals = [RunSignal(*row) for row in rows]
+            claimed: list[ClaimedRun] = []
+            if alive and tick.claim_limit > 0:
+                rows = conn.execute(
+                    sql.CLAIM_RUNS, (worker_id, now, now, now, tick.claim_limit)
+                ).fetchall()
+                claimed = [ClaimedRun(*row) for row in rows]
+                claimed.sort(key=_sort_key)
+            return TickResult(claimed, applied, rejected, signals, alive)
+
+        return self._write(body, "worker tick")
+
+    def runs_release(self, worker_id: str, run_ids: list[str], now: int) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            released = []
+            for run_id in run_ids:
+                if conn.execute(sql.RELEASE_RUN, (now, run_id, worker_id)).rowcount == 1:
+                    released.append(run_id)
+            return released
+
+        return self._write(body, "release")
+
+    def workers_reap(self, now: int, lease_ms: int) -> list[str]:
+        rows = self._write(
+            lambda conn: conn.execute(sql.REAP_WORKERS, (now, now - lease_ms)).fetchall(), "reap"
+        )
+        return [row[0] for row in rows]
+
+    def attempts_lapsed(self, now: int, lease_ms: int, limit: int) -> list[LapsedAttempt]:
+        rows = self._read(
+            lambda conn: conn.execute(sql.SELECT_LAPSED, (now - lease_ms, limit)).fetchall()
+        )
+        return [LapsedAttempt(*row) for row in rows]
+
+    def attempts_finish(self, outcomes: list[AttemptOutcome]) -> list[str]:
+        if not outcomes:
+            return []
+        now = max(o.finished_at for o in outcomes)
+        return self._write(lambda conn: _finish_attempts(conn, outcomes, now)[0], "finish")
+
+    # -- leaders and task catalog ---------------------------------------------------
+    def leader_elect(self, name: str, holder: str, now: int, ttl_ms: int) -> bool:
+        def body(conn: sqlite3.Connection) -> bool:
+            conn.execute(sql.ELECT_LEADER, (name, holder, now + ttl_ms, now))
+            row = conn.execute("SELECT holder FROM leaders WHERE name = ?", (name,)).fetchone()
+            return row is not None and row[0] == holder
+
+        return self._write(body, "leader election")
+
+    def leader_resign(self, name: str, holder: str) -> None:
+        self._write(lambda conn: conn.execute(sql.RESIGN_LEADER, (name, holder)), "resign")
+
+    def task_catalog_upsert(self, tasks: list[TaskDefinitionRecord]) -> None:
+        rows = [(t.id, t.definition, t.file_path, t.updated_at) for t in tasks]
+        self._write(lambda conn: conn.executemany(sql.UPSERT_TASK, rows), "task catalog")
+
+    def task_catalog_get(self, task_id: str) -> TaskDefinitionRecord | None:
+        row = self._read(lambda conn: conn.execute(sql.SELECT_TASK, (task_id,)).fetchone())
+        return None if row is None else TaskDefinitionRecord(*row)
+
+    def task_catalog_list(self) -> list[TaskDefinitionRecord]:
+        rows = self._read(lambda conn: conn.execute(sql.SELECT_TASKS).fetchall())
+        return [TaskDefinitionRecord(*row) for row in rows]
+
+
+def _sort_key(run: ClaimedRun) -> int:
+    return run.sort_key
+
+
+def _json_text(text: str) -> bytes:
+    return orjson.dumps(text)[1:-1]
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    values = list(row)
+    tags = values[21]
+    if isinstance(tags, str):
+        values[21] = tags.encode()
+    values[27] = bool(values[27])
+    return RunRecord(*values)
+
+
+def _insert_events(conn: sqlite3.Connection, events: Iterable[NewEvent]) -> None:
+    conn.executemany(
+        sql.INSERT_EVENT, [(e.run_id, e.attempt, e.ts, e.kind, e.data) for e in events]
+    )
+
+
+def _finish_attempts(
+    conn: sqlite3.Connection, outcomes: list[AttemptOutcome], now: int
+) -> tuple[list[str], list[str]]:
+    """Apply fenced outcomes. Inside the caller's write transaction, so the guard read and
+    the update see the same row; the update repeats the guard anyway."""
+    applied: list[str] = []
+    rejected: list[str] = []
+    attempt_rows = []
+    for o in outcomes:
+        found = conn.execute(sql.SELECT_GUARD, (o.run_id,)).fetchone()
+        if found is None or found[0] != o.attempt or found[1] != o.worker_id:
+            rejected.append(o.run_id)
+            continue
+        if found[2] in _HELD:
+            conn.execute(
+                sql.FINISH_ATTEMPT,
+                (
+                    o.status,
+                    o.output,
+                    o.error,
+                    o.retry_at,
+                    None if o.status == "QUEUED" else o.finished_at,
+                    o.started_at,
+                    o.status,
+                    1 if o.released else 0,
+                    1 if o.clear_idempotency_key else 0,
+                    now,
+                    o.run_id,
+                    o.attempt,
+                    o.worker_id,
+                ),
+            )
+            applied.append(o.run_id)
+        elif found[2] == "CANCELED":
+            # Cancelled while executing: the run is already final; record how the attempt ended.
+            applied.append(o.run_id)
+        else:
+            rejected.append(o.run_id)
+            continue
+        if not o.released:
+            attempt_rows.append(
+                (
+                    o.run_id,
+                    o.attempt,
+                    o.attempt_status,
+                    o.worker_id,
+                    o.started_at,
+                    o.finished_at,
+                    o.error,
+                )
+            )
+    if attempt_rows:
+        conn.executemany(sql.INSERT_ATTEMPT, attempt_rows)
+    return applied, rejected

@@ -1,0 +1,188 @@
+"""SQL of the SQLite store, as named constants. Nothing here is built from input."""
+
+RUN_COLUMNS = (
+    "id, task_id, queue, concurrency_key, status, payload, output, error, attempt, "
+    "max_attempts, retry, machine, max_duration, ttl_ms, priority_ms, queue_ts, available_at, "
+    "delay_until, expires_at, idempotency_key, idempotency_expires_at, tags, metadata, "
+    "parent_run_id, root_run_id, depth, batch_id, is_test, replayed_from, worker_id, "
+    "created_at, updated_at, started_at, finished_at"
+)
+
+INSERT_RUN = """
+INSERT INTO runs (
+    id, task_id, queue, concurrency_key, status, payload, max_attempts, retry, machine,
+    max_duration, ttl_ms, priority_ms, queue_ts, sort_key, available_at, delay_until,
+    expires_at, idempotency_key, idempotency_expires_at, tags, metadata, parent_run_id,
+    root_run_id, depth, batch_id, is_test, replayed_from, created_at, updated_at
+) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+"""
+
+SELECT_IDEMPOTENT = """
+SELECT id, idempotency_expires_at FROM runs WHERE task_id = ? AND idempotency_key = ?
+"""
+
+CLEAR_IDEMPOTENCY = "UPDATE runs SET idempotency_key = NULL WHERE id = ?"
+
+SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
+
+CLAIM_COLUMNS = (
+    "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, tags, "
+    "metadata, idempotency_key, parent_run_id, root_run_id, depth, is_test, replayed_from, "
+    "created_at, concurrency_key, sort_key"
+)
+
+CLAIM_RUNS = f"""
+UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1, updated_at = ?
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE status = 'QUEUED' AND available_at <= ? AND (expires_at IS NULL OR expires_at > ?)
+    ORDER BY sort_key
+    LIMIT ?
+)
+RETURNING {CLAIM_COLUMNS}
+"""
+
+HEARTBEAT = "UPDATE workers SET heartbeat_at = ? WHERE id = ? AND status = 'RUNNING'"
+
+START_ATTEMPT = """
+UPDATE runs SET status = 'EXECUTING', started_at = COALESCE(started_at, ?), updated_at = ?
+WHERE id = ? AND attempt = ? AND worker_id = ? AND status = 'DEQUEUED'
+"""
+
+SELECT_GUARD = "SELECT attempt, worker_id, status FROM runs WHERE id = ?"
+
+FINISH_ATTEMPT = """
+UPDATE runs SET
+    status = ?,
+    output = ?,
+    error = ?,
+    available_at = COALESCE(?, available_at),
+    finished_at = ?,
+    started_at = COALESCE(started_at, ?),
+    worker_id = CASE WHEN ? = 'QUEUED' THEN NULL ELSE worker_id END,
+    attempt = attempt - ?,
+    idempotency_key = CASE WHEN ? THEN NULL ELSE idempotency_key END,
+    updated_at = ?
+WHERE id = ? AND attempt = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
+"""
+
+INSERT_ATTEMPT = """
+INSERT OR REPLACE INTO attempts (run_id, number, status, worker_id, started_at, finished_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+INSERT_EVENT = "INSERT INTO run_events (run_id, attempt, ts, kind, data) VALUES (?, ?, ?, ?, ?)"
+
+SELECT_SIGNALS = "SELECT id, run_id, kind, reason FROM run_signals WHERE worker_id = ? ORDER BY id"
+DELETE_SIGNALS = "DELETE FROM run_signals WHERE worker_id = ? AND id <= ?"
+INSERT_SIGNAL = """
+INSERT INTO run_signals (worker_id, run_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)
+"""
+
+SELECT_STATUS = "SELECT status, worker_id FROM runs WHERE id = ?"
+
+CANCEL_RUN = """
+UPDATE runs SET status = 'CANCELED', finished_at = ?, updated_at = ?, error = ?
+WHERE id = ? AND status = ?
+"""
+
+RESCHEDULE_RUN = """
+UPDATE runs SET delay_until = ?, available_at = ?, queue_ts = ?, sort_key = ? - priority_ms,
+    updated_at = ?
+WHERE id = ? AND status = 'DELAYED'
+"""
+
+PROMOTE_DELAYED = """
+UPDATE runs SET
+    status = 'QUEUED',
+    queue_ts = delay_until,
+    sort_key = delay_until - priority_ms,
+    available_at = delay_until,
+    expires_at = CASE WHEN ttl_ms IS NOT NULL AND ttl_ms > 0 THEN ? + ttl_ms END,
+    updated_at = ?
+WHERE id IN (
+    SELECT id FROM runs WHERE status = 'DELAYED' AND delay_until <= ? ORDER BY delay_until LIMIT ?
+)
+"""
+
+EXPIRE_RUNS = """
+UPDATE runs SET status = 'EXPIRED', finished_at = ?, updated_at = ?, idempotency_key = NULL
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE status = 'QUEUED' AND expires_at IS NOT NULL AND expires_at <= ?
+    LIMIT ?
+)
+RETURNING id
+"""
+
+NEXT_DELAYED = "SELECT MIN(delay_until) FROM runs WHERE status = 'DELAYED'"
+NEXT_EXPIRY = "SELECT MIN(expires_at) FROM runs WHERE status = 'QUEUED' AND expires_at IS NOT NULL"
+
+RELEASE_RUN = """
+UPDATE runs SET status = 'QUEUED', worker_id = NULL, attempt = attempt - 1, updated_at = ?
+WHERE id = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
+"""
+
+REAP_WORKERS = """
+UPDATE workers SET status = 'DEAD', stopped_at = ?
+WHERE status = 'RUNNING' AND heartbeat_at < ?
+RETURNING id
+"""
+
+SELECT_LAPSED = """
+SELECT r.id, r.attempt, r.worker_id, r.task_id, r.max_attempts, r.retry, r.started_at
+FROM runs AS r LEFT JOIN workers AS w ON w.id = r.worker_id
+WHERE r.status IN ('DEQUEUED', 'EXECUTING')
+  AND (w.id IS NULL OR w.status != 'RUNNING' OR w.heartbeat_at < ?)
+LIMIT ?
+"""
+
+REGISTER_WORKER = """
+INSERT INTO workers (id, hostname, pid, concurrency, tasks, status, started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?)
+"""
+
+STOP_WORKER = "UPDATE workers SET status = 'STOPPED', stopped_at = ? WHERE id = ?"
+
+ELECT_LEADER = """
+INSERT INTO leaders (name, holder, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leaders.holder = excluded.holder OR leaders.expires_at < ?
+"""
+
+RESIGN_LEADER = "DELETE FROM leaders WHERE name = ? AND holder = ?"
+
+UPSERT_TASK = """
+INSERT INTO tasks (id, definition, file_path, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    definition = excluded.definition, file_path = excluded.file_path,
+    updated_at = excluded.updated_at
+"""
+
+SELECT_TASK = "SELECT id, definition, file_path, updated_at FROM tasks WHERE id = ?"
+SELECT_TASKS = "SELECT id, definition, file_path, updated_at FROM tasks ORDER BY id"
+
+SELECT_ATTEMPTS = """
+SELECT run_id, number, status, worker_id, started_at, finished_at, error
+FROM attempts WHERE run_id = ? ORDER BY number
+"""
+
+SELECT_EVENTS = """
+SELECT id, run_id, attempt, ts, kind, data FROM run_events
+WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?
+"""
+
+# Fragments for run_list; combined in a fixed order, values always bound as parameters.
+LIST_BASE = f"SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"
+LIST_TAG = " AND EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE json_each.value = ?)"
+LIST_SINCE = " AND created_at >= ?"
+LIST_BEFORE = " AND id < ?"
+LIST_ORDER = " ORDER BY id DESC LIMIT ?"
+
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL
+)
+"""
+SELECT_SCHEMA_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+INSERT_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"

@@ -1,0 +1,1 @@
+"""The worker: a supervisor process and its warm executor child processes."""

@@ -1,0 +1,180 @@
+"""An executor: a warm child process of a worker that imports the task modules once and
+runs attempts. Async attempts share its event loop; sync attempts run in its threads.
+
+Started as `python -m taskloom.worker.executor --fd N`, where N is its end of a socket
+pair with the supervisor. Messages in (see `ipc`): `start`, `cancel`, `exit`. Messages
+out: `ready` (or `fatal`), `started`, `events`, `done`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal as os_signal
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..config import get_config
+from ..sdk import registry
+from ..sdk.capture import install_capture
+from ..sdk.context import CancelSignal
+from ..sdk.runtime import now_ms
+from .attempt import AttemptRunner, AttemptSink, AttemptState, error_dict
+from .discovery import TaskImportError, import_tasks
+from .ipc import FrameWriter, read_frame
+
+EVENT_FLUSH_SECONDS = 0.2
+
+
+class Executor:
+    """The executor's event loop side: receives starts, runs attempts, reports outcomes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: FrameWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.config = get_config()
+        self.threads = ThreadPoolExecutor(
+            max_workers=max(4, self.config.worker_concurrency), thread_name_prefix="attempt"
+        )
+        self.running: dict[str, AttemptState] = {}
+
+    async def serve(self) -> None:
+        flusher = asyncio.create_task(self._flush_events_periodically())
+        try:
+            while True:
+                messages = await read_frame(self.reader)
+                if messages is None:
+                    return
+                for message in messages:
+                    kind = message[0]
+                    if kind == "start":
+                        self._start(message[1])
+                    elif kind == "cancel":
+                        self._cancel(message[1], message[2])
+                    elif kind == "exit":
+                        return
+        finally:
+            flusher.cancel()
+
+    def _start(self, start: dict[str, Any]) -> None:
+        run_id = start["id"]
+        task = registry.get(start["task_id"])
+        state = AttemptState(
+            run_id=run_id,
+            attempt=start["attempt"],
+            task=task,
+            signal=CancelSignal(),
+            sink=AttemptSink(run_id, start["attempt"]),
+            started_at=now_ms(),
+        )
+        self.running[run_id] = state
+        self.writer.send(["started", run_id, state.attempt, state.started_at])
+        state.asyncio_task = asyncio.create_task(self._run(state, start))
+
+    async def _run(self, state: AttemptState, start: dict[str, Any]) -> dict[str, Any]:
+        if state.task is None:
+            known = ", ".join(t.id for t in registry.all_tasks())
+            problem = LookupError(
+                f"task {start['task_id']!r} is not defined in this worker's task modules "
+                f"(defined here: {known or 'none'})"
+            )
+            result: dict[str, Any] = {
+                "ok": False,
+                "error": error_dict(problem, code="COULD_NOT_FIND_TASK"),
+                "retry_at": None,
+                "status": "SYSTEM_FAILURE",
+                "attempt_status": "FAILED",
+            }
+        else:
+            runner = AttemptRunner(state.task, start, state, self.config, self.threads)
+            try:
+                result = await runner.run()
+            except asyncio.CancelledError:
+                result = {
+                    "ok": False,
+                    "error": {
+                        "type": "TaskRunCancelledError",
+                        "message": state.cancel_reason or "cancelled",
+                        "stack": "",
+                        "code": "TASK_RUN_CANCELLED",
+                    },
+                    "retry_at": None,
+                    "status": "CANCELED",
+                    "attempt_status": "CANCELED",
+                }
+            except BaseException as error:  # the runner itself broke: never lose the attempt
+                result = {
+                    "ok": False,
+                    "error": error_dict(error, code="TASK_EXECUTOR_ERROR"),
+                    "retry_at": None,
+                    "status": "SYSTEM_FAILURE",
+                    "attempt_status": "FAILED",
+                }
+        self.running.pop(state.run_id, None)
+        result["started_at"] = state.started_at
+        result["finished_at"] = now_ms()
+        result["events"] = state.sink.take()
+        self.writer.send(["done", state.run_id, state.attempt, result])
+        return result
+
+    def _cancel(self, run_id: str, reason: str) -> None:
+        state = self.running.get(run_id)
+        if state is None:
+            return
+        state.cancel_reason = reason
+        state.signal.abort(f"cancel: {reason}")
+        if state.asyncio_task is not None and state.task is not None and state.task.is_async:
+            state.asyncio_task.cancel()
+        # A sync attempt cannot be interrupted in its thread: its signal has fired, and the
+        # run is recorded CANCELED when it returns.
+
+    async def _flush_events_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(EVENT_FLUSH_SECONDS)
+            for state in list(self.running.values()):
+                events = state.sink.take()
+                if events:
+                    self.writer.send(["events", state.run_id, state.attempt, events])
+
+
+async def _main(fd: int) -> int:
+    sock = socket.socket(fileno=fd)
+    reader, raw_writer = await asyncio.open_connection(sock=sock)
+    writer = FrameWriter(raw_writer)
+    config = get_config()
+    try:
+        modules = import_tasks(config)
+    except TaskImportError as error:
+        writer.send(
+            ["fatal", {"module": error.module, "path": str(error.path), "details": error.details}]
+        )
+        await writer.drain()
+        return 3
+    specs = [task.spec_for(config).to_json().decode() for task in registry.all_tasks()]
+    writer.send(["ready", {"pid": os.getpid(), "modules": modules, "specs": specs}])
+    executor = Executor(reader, writer)
+    try:
+        await executor.serve()
+    finally:
+        await writer.drain()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of an executor process."""
+    parser = argparse.ArgumentParser(prog="taskloom-executor")
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    # The supervisor decides when we stop: ignore the terminal's Ctrl-C and SIGTERM drains.
+    os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
+    install_capture()
+    code = asyncio.run(_main(args.fd))
+    sys.stdout.flush()
+    os._exit(code)  # do not wait for abandoned sync attempt threads
+
+
+if __name__ == "__main__":
+    main()
