@@ -6,7 +6,7 @@ The SDK's `Task` holds one, and workers publish them to the store's task catalog
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,6 +27,11 @@ class TaskSpec:
     description: str | None = None
     file_path: str | None = None
     concurrency_limit: int | None = None
+    retry_json: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Serialised once: every trigger stores the locked policy.
+        object.__setattr__(self, "retry_json", orjson.dumps(self.retry.to_json()))
 
     def to_json(self) -> bytes:
         return orjson.dumps(

@@ -158,9 +158,9 @@ def build_new_run(
         queue_ts = delay_until
         expires_at = None  # counted from when the run enters its queue
 
-    retry = spec.retry
-    if retry.max_attempts != max_attempts:
-        retry = retry.with_max_attempts(max_attempts)
+    retry_json = spec.retry_json
+    if spec.retry.max_attempts != max_attempts:
+        retry_json = orjson.dumps(spec.retry.with_max_attempts(max_attempts).to_json())
     return NewRun(
         id=new_id("run"),
         task_id=task_id,
@@ -168,7 +168,7 @@ def build_new_run(
         status=status,
         payload=payload,
         max_attempts=max_attempts,
-        retry=orjson.dumps(retry.to_json()),
+        retry=retry_json,
         machine=machine,
         created_at=now,
         queue_ts=queue_ts,

@@ -6,7 +6,6 @@ A Context is frozen at attempt start (as Trigger.dev's `ctx`). `ctx.signal` is l
 from __future__ import annotations
 
 import asyncio
-import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,19 +16,21 @@ class CancelSignal:
     """Fires when the run is cancelled or exceeds its max duration.
 
     Check `signal.aborted` in a loop, or `await signal.wait()`; both work from async code
-    and (`aborted` only) from sync code running in a thread.
+    and (`aborted` only) from sync code running in a thread. The executor fires it from
+    its event loop thread.
     """
 
+    __slots__ = ("_aborted", "_reason", "_waiters")
+
     def __init__(self) -> None:
-        self._aborted = threading.Event()
+        self._aborted = False
         self._reason: str | None = None
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
 
     @property
     def aborted(self) -> bool:
         """True once the signal has fired."""
-        return self._aborted.is_set()
+        return self._aborted
 
     @property
     def reason(self) -> str | None:
@@ -38,30 +39,27 @@ class CancelSignal:
 
     def abort(self, reason: str) -> None:
         """Fire the signal (called by the executor). Later calls keep the first reason."""
-        with self._lock:
-            if self._aborted.is_set():
-                return
-            self._reason = reason
-            self._aborted.set()
-            waiters, self._waiters = self._waiters, []
+        if self._aborted:
+            return
+        self._reason = reason
+        self._aborted = True
+        waiters, self._waiters = self._waiters or [], None
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
 
     async def wait(self) -> str:
         """Wait until the signal fires; return its reason."""
-        with self._lock:
-            if not self._aborted.is_set():
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[None] = loop.create_future()
-                self._waiters.append((loop, future))
-            else:
-                future = None  # type: ignore[assignment]
-        if future is not None:
+        if not self._aborted:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append((loop, future))
             await future
         return self._reason or ""
 
     def __repr__(self) -> str:
-        return f"CancelSignal(aborted={self.aborted}, reason={self._reason!r})"
+        return f"CancelSignal(aborted={self._aborted}, reason={self._reason!r})"
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

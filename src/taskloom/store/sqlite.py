@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _HELD = ("DEQUEUED", "EXECUTING")
+GUARD_CHUNK = 500
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -91,7 +92,7 @@ class SqliteStore(Store):
         return self._conn
 
     def _retry_busy(self, action: Callable[[], T], what: str) -> T:
-        delay = 0.00005
+        delay = 0.00002
         deadline: float | None = None
         while True:
             try:
@@ -108,7 +109,7 @@ class SqliteStore(Store):
                         f"{self.busy_timeout_ms} ms ({what}); nothing was written"
                     ) from error
                 time.sleep(delay)
-                delay = min(delay * 2, 0.004)
+                delay = min(delay * 2, 0.001)
 
     def _write(self, body: Callable[[sqlite3.Connection], T], what: str = "write") -> T:
         """Run `body` in one `BEGIN IMMEDIATE` transaction, retrying while the file is busy."""
@@ -206,14 +207,19 @@ class SqliteStore(Store):
             now,
         )
         key = run.idempotency_key
+        if key is None:
+            # One statement is its own transaction: no BEGIN/COMMIT round trips.
+            with self._lock:
+                conn = self._connection()
+                self._retry_busy(lambda: conn.execute(sql.INSERT_RUN, params), "trigger")
+            return InsertResult(run.id, True)
 
         def body(conn: sqlite3.Connection) -> InsertResult:
-            if key is not None:
-                found = conn.execute(sql.SELECT_IDEMPOTENT, (run.task_id, key)).fetchone()
-                if found is not None:
-                    if found[1] is None or found[1] > now:
-                        return InsertResult(found[0], False)
-                    conn.execute(sql.CLEAR_IDEMPOTENCY, (found[0],))
+            found = conn.execute(sql.SELECT_IDEMPOTENT, (run.task_id, key)).fetchone()
+            if found is not None:
+                if found[1] is None or found[1] > now:
+                    return InsertResult(found[0], False)
+                conn.execute(sql.CLEAR_IDEMPOTENCY, (found[0],))
             conn.execute(sql.INSERT_RUN, params)
             return InsertResult(run.id, True)
 
@@ -443,22 +449,37 @@ def _insert_events(conn: sqlite3.Connection, events: Iterable[NewEvent]) -> None
     )
 
 
+def _guards(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """(attempt, worker_id, status) of each run, read in chunks of one statement each."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(run_ids), GUARD_CHUNK):
+        chunk = run_ids[start : start + GUARD_CHUNK]
+        query = sql.SELECT_GUARDS_PREFIX + ",".join("?" * len(chunk)) + ")"
+        for row in conn.execute(query, chunk):
+            found[row[0]] = row[1:]
+    return found
+
+
 def _finish_attempts(
     conn: sqlite3.Connection, outcomes: list[AttemptOutcome], now: int
 ) -> tuple[list[str], list[str]]:
     """Apply fenced outcomes. Inside the caller's write transaction, so the guard read and
-    the update see the same row; the update repeats the guard anyway."""
+    the update see the same rows; the update repeats the guard anyway."""
     applied: list[str] = []
     rejected: list[str] = []
+    if not outcomes:
+        return applied, rejected
+    guards = _guards(conn, [o.run_id for o in outcomes])
+    updates = []
     attempt_rows = []
     for o in outcomes:
-        found = conn.execute(sql.SELECT_GUARD, (o.run_id,)).fetchone()
+        found = guards.get(o.run_id)
         if found is None or found[0] != o.attempt or found[1] != o.worker_id:
             rejected.append(o.run_id)
             continue
-        if found[2] in _HELD:
-            conn.execute(
-                sql.FINISH_ATTEMPT,
+        status = found[2]
+        if status in _HELD:
+            updates.append(
                 (
                     o.status,
                     o.output,
@@ -473,15 +494,13 @@ def _finish_attempts(
                     o.run_id,
                     o.attempt,
                     o.worker_id,
-                ),
+                )
             )
-            applied.append(o.run_id)
-        elif found[2] == "CANCELED":
-            # Cancelled while executing: the run is already final; record how the attempt ended.
-            applied.append(o.run_id)
-        else:
+        elif status != "CANCELED":
             rejected.append(o.run_id)
             continue
+        # (A run cancelled while executing is already final: only its attempt is recorded.)
+        applied.append(o.run_id)
         if not o.released:
             attempt_rows.append(
                 (
@@ -494,6 +513,8 @@ def _finish_attempts(
                     o.error,
                 )
             )
+    if updates:
+        conn.executemany(sql.FINISH_ATTEMPT, updates)
     if attempt_rows:
         conn.executemany(sql.INSERT_ATTEMPT, attempt_rows)
     return applied, rejected

@@ -49,7 +49,7 @@ UPDATE runs SET status = 'EXECUTING', started_at = COALESCE(started_at, ?), upda
 WHERE id = ? AND attempt = ? AND worker_id = ? AND status = 'DEQUEUED'
 """
 
-SELECT_GUARD = "SELECT attempt, worker_id, status FROM runs WHERE id = ?"
+SELECT_GUARDS_PREFIX = "SELECT id, attempt, worker_id, status FROM runs WHERE id IN ("
 
 FINISH_ATTEMPT = """
 UPDATE runs SET

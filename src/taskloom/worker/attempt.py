@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import random
 import traceback
 from concurrent.futures import Executor
@@ -87,12 +88,18 @@ def error_dict(error: BaseException, *, code: str = "") -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _machine_info(name: str) -> MachineInfo:
+    preset = resolve_machine(name, what="machine of a claimed run")
+    return MachineInfo(name=preset.name, cpu=preset.cpu, memory=preset.memory_gb)
+
+
 def build_context(start: dict[str, Any], task: Task[Any, Any], signal: CancelSignal) -> Context:
     """The Context of an attempt, from the supervisor's start message."""
     attempt = AttemptInfo(number=start["attempt"], started_at=ms_to_datetime(now_ms()))
     created = ms_to_datetime(start["created_at"])
     assert created is not None
-    preset = resolve_machine(start["machine"], what="machine of a claimed run")
+    machine = _machine_info(start["machine"])
     return Context(
         run=RunInfo(
             id=start["id"],
@@ -112,7 +119,7 @@ def build_context(start: dict[str, Any], task: Task[Any, Any], signal: CancelSig
         attempt=attempt,
         task=TaskInfo(id=task.id, file_path=task.file_path),
         queue=QueueInfo(name=start["queue"]),
-        machine=MachineInfo(name=preset.name, cpu=preset.cpu, memory=preset.memory_gb),
+        machine=machine,
         environment=EnvironmentInfo(type=start.get("environment", "DEVELOPMENT")),
         signal=signal,
     )
@@ -151,7 +158,11 @@ class AttemptRunner:
         self.state = state
         self.config = config
         self.threads = threads
-        self.policy = Retry.from_json(start["retry"]).with_max_attempts(start["max_attempts"])
+
+    @property
+    def policy(self) -> Retry:
+        """The retry policy locked on the run (parsed only when an attempt fails)."""
+        return Retry.from_json(self.start["retry"]).with_max_attempts(self.start["max_attempts"])
 
     def default_retry_at(self) -> int | None:
         """When the next attempt starts by the retry policy, None when none remains."""

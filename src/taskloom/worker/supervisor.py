@@ -49,6 +49,7 @@ log = logging.getLogger("taskloom.internal.worker")
 T = TypeVar("T")
 
 MAINTENANCE_LEADER = "maintenance"
+TICK_GATHER_SECONDS = 0.002
 
 
 @dataclass(slots=True)
@@ -102,6 +103,7 @@ class Supervisor:
         self._stopped = asyncio.Event()
         self._writes_idle = asyncio.Event()
         self._last_write = 0.0
+        self._last_tick = 0.0
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskloom-db")
         self._background: list[asyncio.Task[Any]] = []
         self._listener: WakeListener | None = None
@@ -109,6 +111,7 @@ class Supervisor:
         self.expirer = TtlExpirer(self.store)
         self.rescuer = LeaseRescuer(self.store, self.lease_ms)
         self.completed = 0
+        self.stats = {"ticks": 0, "claimed": 0, "outcomes": 0, "starts": 0, "db_seconds": 0.0}
 
     # -- plumbing -------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -226,6 +229,8 @@ class Supervisor:
             await self._call(self.store.leader_resign, MAINTENANCE_LEADER, self.worker_id)
             await self._call(self.store.worker_stop, self.worker_id, self._now())
         self._db.shutdown(wait=True)
+        if os.environ.get("TASKLOOM_WORKER_STATS"):
+            print(f"taskloom worker stats: {self.stats}", file=sys.stderr)
 
     # -- executors ------------------------------------------------------------------
     async def _start_executors(self) -> ExecutorFailure | None:
@@ -366,6 +371,12 @@ class Supervisor:
     async def _tick_loop(self) -> None:
         while True:
             await self._work.wait()
+            # Group commit: right after a transaction, give the next one a moment to gather
+            # more work, so a busy worker makes a few large commits instead of many small
+            # ones. An idle worker (last commit long ago) writes at once.
+            since = time.monotonic() - self._last_tick
+            if since < TICK_GATHER_SECONDS:
+                await asyncio.sleep(TICK_GATHER_SECONDS - since)
             self._work.clear()
             starts = list(self._pending_starts.values())
             self._pending_starts.clear()
@@ -387,7 +398,14 @@ class Supervisor:
                 read_signals=read_signals,
             )
             try:
+                began = time.perf_counter()
                 result = await self._call(self.store.worker_tick, tick)
+                stats = self.stats
+                stats["db_seconds"] += time.perf_counter() - began
+                stats["ticks"] += 1
+                stats["claimed"] += len(result.claimed)
+                stats["outcomes"] += len(outcomes_)
+                stats["starts"] += len(starts)
             except StoreBusyError as error:
                 log.warning("%s; retrying", error)
                 self._pending_outcomes[:0] = outcomes_
@@ -397,7 +415,7 @@ class Supervisor:
                 self._signals_wanted = self._signals_wanted or read_signals
                 self._work.set()
                 continue
-            self._last_write = time.monotonic()
+            self._last_write = self._last_tick = time.monotonic()
             if claim:
                 self._claim_wanted = len(result.claimed) >= claim
             for run in result.claimed:
@@ -533,8 +551,9 @@ class Supervisor:
 
 
 def default_executor_count() -> int:
-    """Executors when not configured: one per CPU, at most four."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    """Executors when not configured: one per CPU but one (the supervisor and the database
+    need a core under load), at least one, at most four."""
+    return max(1, min((os.cpu_count() or 1) - 1, 4))
 
 
 def _describe_failure(failure: ExecutorFailure) -> str:
