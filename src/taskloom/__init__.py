@@ -11,6 +11,7 @@ from .retry import Retry as Retry
 from .sdk.client import configure as configure
 from .sdk.context import Context as Context
 from .sdk.handles import RunHandle as RunHandle
+from .sdk.locals import locals as locals
 from .sdk.logger import logger as logger
 from .sdk.queues import queue as queue
 from .sdk.runs import runs as runs
@@ -38,6 +39,7 @@ __all__ = [
     "TaskloomError",
     "WaitpointTimeoutError",
     "configure",
+    "locals",
     "logger",
     "queue",
     "runs",

@@ -1,16 +1,20 @@
 """Global lifecycle hooks, registered for every task through the `tasks` namespace.
 
 Each registration may carry a name; registering the same name again replaces the earlier
-hook (so a module imported twice does not register twice).
+hook (so a module imported twice does not register twice). `tasks.on_cancel(fn)` called
+inside a running attempt applies to that run only (the seed's streaming example saves
+partial work captured in a closure this way).
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
-from typing import Any, overload
+from contextvars import ContextVar
+from typing import Any, Protocol, overload
 
-from ..errors import InvalidOptionError
+from .hook_args import DEPRECATED_HOOKS, BoundHook, bind_hook
 
 GLOBAL_HOOK_NAMES = (
     "on_start_attempt",
@@ -27,26 +31,47 @@ GLOBAL_HOOK_NAMES = (
 
 Hook = Callable[..., Any]
 
+
+class RunHookTarget(Protocol):
+    """What a running attempt offers for hooks registered from inside `run`."""
+
+    def add_run_hook(self, hook: BoundHook) -> None: ...
+
+
+current_run_hooks: ContextVar[RunHookTarget | None] = ContextVar("taskloom_run_hooks", default=None)
+
 _lock = threading.Lock()
-_global: dict[str, list[tuple[str | None, Hook]]] = {name: [] for name in GLOBAL_HOOK_NAMES}
+_global: dict[str, list[tuple[str | None, BoundHook]]] = {name: [] for name in GLOBAL_HOOK_NAMES}
 
 
 def add_global(kind: str, name: str | None, hook: Hook) -> Hook:
-    """Register `hook` for every task; a repeated `name` replaces the earlier one."""
-    if not callable(hook):
-        raise InvalidOptionError(f"global {kind} hook {name or ''} must be callable, got {hook!r}")
+    """Register `hook` for every task; a repeated `name` replaces the earlier one.
+
+    Inside a running attempt, `on_cancel` registers for that run only.
+    """
+    target = current_run_hooks.get()
+    if kind == "on_cancel" and target is not None:
+        target.add_run_hook(bind_hook(kind, hook, owner="this run", scope="run", name=name))
+        return hook
+    bound = bind_hook(kind, hook, owner="all tasks (global)", scope="global", name=name)
+    if kind in DEPRECATED_HOOKS:
+        warnings.warn(
+            f"tasks.{kind} is deprecated: {DEPRECATED_HOOKS[kind]}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     with _lock:
         entries = _global[kind]
         if name is not None:
             for index, (existing, _) in enumerate(entries):
                 if existing == name:
-                    entries[index] = (name, hook)
+                    entries[index] = (name, bound)
                     return hook
-        entries.append((name, hook))
+        entries.append((name, bound))
     return hook
 
 
-def global_hooks(kind: str) -> list[Hook]:
+def global_hooks(kind: str) -> list[BoundHook]:
     """The global hooks of one kind, in registration order."""
     with _lock:
         return [hook for _, hook in _global[kind]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
@@ -19,6 +20,7 @@ from ..retry import Retry
 from . import registry
 from .client import current_engine
 from .handles import RunHandle
+from .hook_args import DEPRECATED_HOOKS, BoundHook, bind_hook
 from .queues import Queue, resolve_queue_option
 
 P = TypeVar("P")
@@ -61,7 +63,7 @@ class Task(Generic[P, R]):
         id: str,
         run: Callable[..., Any],
         options: TaskOptions,
-        hooks: Mapping[str, Callable[..., Any]],
+        hooks: Mapping[str, BoundHook],
         schema: Callable[[Any], Any] | None = None,
         defined_at: str,
     ) -> None:
@@ -209,8 +211,8 @@ def parse_task_options(
     )
 
 
-def _check_hooks(task_id: str, hooks: Mapping[str, Any]) -> dict[str, Callable[..., Any]]:
-    checked: dict[str, Callable[..., Any]] = {}
+def _check_hooks(task_id: str, hooks: Mapping[str, Any]) -> dict[str, BoundHook]:
+    checked: dict[str, BoundHook] = {}
     for name, hook in hooks.items():
         if name not in HOOK_NAMES:
             raise InvalidOptionError(
@@ -220,11 +222,13 @@ def _check_hooks(task_id: str, hooks: Mapping[str, Any]) -> dict[str, Callable[.
             )
         if hook is None:
             continue
-        if not callable(hook):
-            raise InvalidOptionError(
-                f"hook {name} of task {task_id!r} must be callable, got {hook!r}"
+        checked[name] = bind_hook(name, hook, owner=f"task {task_id!r}", scope="task")
+        if name in DEPRECATED_HOOKS:
+            warnings.warn(
+                f"the {name} hook of task {task_id!r} is deprecated: {DEPRECATED_HOOKS[name]}",
+                DeprecationWarning,
+                stacklevel=3,
             )
-        checked[name] = hook
     return checked
 
 
@@ -243,7 +247,7 @@ def _define(
     run: Callable[..., Any],
     schema: Callable[[Any], Any] | None,
     options: TaskOptions,
-    hooks: dict[str, Callable[..., Any]],
+    hooks: dict[str, BoundHook],
 ) -> Task[Any, Any]:
     defined: Task[Any, Any] = Task(
         id=task_id,

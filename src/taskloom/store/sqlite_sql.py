@@ -25,14 +25,19 @@ CLEAR_IDEMPOTENCY = "UPDATE runs SET idempotency_key = NULL WHERE id = ?"
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
 
+# tags are stored as TEXT (for json_each) but cross the seam as bytes, like every JSON value.
 CLAIM_COLUMNS = (
-    "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, tags, "
+    "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, "
+    "CAST(tags AS BLOB), "
     "metadata, idempotency_key, parent_run_id, root_run_id, depth, is_test, replayed_from, "
     "created_at, concurrency_key, sort_key"
 )
 
+# A TTL only limits the wait before a run is first dequeued, so the claim ends it: a run
+# that goes back to its queue (retry, release) must not expire.
 CLAIM_RUNS = f"""
-UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1, updated_at = ?
+UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1, expires_at = NULL,
+    updated_at = ?
 WHERE id IN (
     SELECT id FROM runs
     WHERE status = 'QUEUED' AND available_at <= ? AND (expires_at IS NULL OR expires_at > ?)

@@ -9,25 +9,14 @@ The result is a plain dict sent back to the supervisor:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
-import random
-import traceback
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..config import Config
-from ..errors import (
-    AbortTaskRunError,
-    CompleteTaskWithOutput,
-    OutOfMemoryError,
-    TaskRunCancelledError,
-)
 from ..machines import resolve_machine
-from ..retry import Retry, next_attempt_at
 from ..sdk.capture import flush_partial
 from ..sdk.context import (
     AttemptInfo,
@@ -43,8 +32,10 @@ from ..sdk.context import (
 from ..sdk.runtime import current_sink, now_ms
 from ..sdk.task import Task
 from ..types import RunStatus, ms_to_datetime
+from .errors import error_dict
+from .lifecycle import Lifecycle
 
-STACK_LIMIT = 16_000
+__all__ = ["AttemptRunner", "AttemptSink", "AttemptState", "build_context", "error_dict"]
 
 
 @dataclass(slots=True)
@@ -75,17 +66,7 @@ class AttemptState:
     started_at: int
     asyncio_task: asyncio.Task[dict[str, Any]] | None = None
     cancel_reason: str | None = None
-
-
-def error_dict(error: BaseException, *, code: str = "") -> dict[str, str]:
-    """A stored error for an exception, with its traceback."""
-    stack = "".join(traceback.format_exception(error))
-    return {
-        "type": type(error).__name__,
-        "message": str(error),
-        "stack": stack[-STACK_LIMIT:],
-        "code": code,
-    }
+    runner: AttemptRunner | None = None
 
 
 @functools.lru_cache(maxsize=16)
@@ -125,6 +106,61 @@ def build_context(start: dict[str, Any], task: Task[Any, Any], signal: CancelSig
     )
 
 
+class AttemptRunner:
+    """Runs one attempt of a task with the run's locked settings."""
+
+    def __init__(
+        self,
+        task: Task[Any, Any],
+        start: dict[str, Any],
+        state: AttemptState,
+        config: Config,
+        threads: Executor,
+        request_kill: Callable[[], None] | None = None,
+    ) -> None:
+        self.task = task
+        self.start = start
+        self.state = state
+        self.config = config
+        self.threads = threads
+        self.request_kill = request_kill or (lambda: None)
+        self.lifecycle: Lifecycle | None = None
+
+    async def run(self) -> dict[str, Any]:
+        """Execute the attempt; never raises (except CancelledError when cancelled)."""
+        sink = self.state.sink
+        sink_token = current_sink.set(sink)
+        ctx = build_context(self.start, self.task, self.state.signal)
+        ctx_token = current_context.set(ctx)
+        try:
+            if self.task.schema is not None:
+                try:
+                    self.start["payload"] = self.task.schema(self.start["payload"])
+                except Exception as error:
+                    return _failed(error, retry_at=None, code="TASK_PAYLOAD_PARSE_ERROR")
+            self.lifecycle = Lifecycle(
+                self.task,
+                self.start,
+                ctx,
+                self.config,
+                self.threads,
+                sink.emit,
+                self.request_kill,
+            )
+            if self.state.cancel_reason is not None:  # cancelled before it began
+                self.lifecycle.cancel_reason = self.state.cancel_reason
+            return await self.lifecycle.execute()
+        finally:
+            flush_partial(sink)
+            current_context.reset(ctx_token)
+            current_sink.reset(sink_token)
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the attempt (on_cancel hooks get the configured grace period)."""
+        if self.lifecycle is not None:
+            self.lifecycle.cancel(reason, self.config.cancel_grace_seconds)
+
+
 def _failed(
     error: BaseException,
     *,
@@ -140,113 +176,3 @@ def _failed(
         "status": status.value,
         "attempt_status": attempt_status,
     }
-
-
-class AttemptRunner:
-    """Runs one attempt of a task with the run's locked settings."""
-
-    def __init__(
-        self,
-        task: Task[Any, Any],
-        start: dict[str, Any],
-        state: AttemptState,
-        config: Config,
-        threads: Executor,
-    ) -> None:
-        self.task = task
-        self.start = start
-        self.state = state
-        self.config = config
-        self.threads = threads
-
-    @property
-    def policy(self) -> Retry:
-        """The retry policy locked on the run (parsed only when an attempt fails)."""
-        return Retry.from_json(self.start["retry"]).with_max_attempts(self.start["max_attempts"])
-
-    def default_retry_at(self) -> int | None:
-        """When the next attempt starts by the retry policy, None when none remains."""
-        return next_attempt_at(now_ms(), self.start["attempt"], self.policy, random.random)
-
-    async def run(self) -> dict[str, Any]:
-        """Execute the attempt; never raises (except CancelledError when cancelled)."""
-        sink_token = current_sink.set(self.state.sink)
-        signal = self.state.signal
-        ctx = build_context(self.start, self.task, signal)
-        ctx_token = current_context.set(ctx)
-        try:
-            return await self._execute(ctx)
-        finally:
-            flush_partial(self.state.sink)
-            current_context.reset(ctx_token)
-            current_sink.reset(sink_token)
-
-    async def _execute(self, ctx: Context) -> dict[str, Any]:
-        payload = self.start["payload"]
-        if self.task.schema is not None:
-            try:
-                payload = self.task.schema(payload)
-            except Exception as error:
-                return _failed(error, retry_at=None, code="TASK_PAYLOAD_PARSE_ERROR")
-        try:
-            output = await self._call_run(payload, ctx)
-        except CompleteTaskWithOutput as early:
-            output = early.output
-        except asyncio.CancelledError:
-            if self.state.cancel_reason is None:
-                raise
-            return _cancelled(self.state.cancel_reason)
-        except AbortTaskRunError as error:
-            return _failed(error, retry_at=None)
-        except OutOfMemoryError as error:
-            return _failed(
-                error,
-                retry_at=None,
-                status=RunStatus.CRASHED,
-                attempt_status="CRASHED",
-                code="TASK_PROCESS_OOM",
-            )
-        except Exception as error:
-            if self.state.cancel_reason is not None:
-                return _cancelled(self.state.cancel_reason)
-            return _failed(error, retry_at=self.default_retry_at())
-        if self.state.cancel_reason is not None:
-            return _cancelled(self.state.cancel_reason)
-        return self._serialise_output(output)
-
-    async def _call_run(self, payload: Any, ctx: Context) -> Any:
-        run = self.task.run
-        args = (payload, ctx) if self.task.takes_context else (payload,)
-        if self.task.is_async:
-            return await run(*args)
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self.threads, lambda: context.run(run, *args))
-
-    def _serialise_output(self, output: Any) -> dict[str, Any]:
-        try:
-            data = orjson.dumps(output)
-        except TypeError as error:
-            problem: Exception = TypeError(
-                f"task {self.task.id!r} returned a value of type {type(output).__name__} that "
-                f"is not JSON serialisable ({error})"
-            )
-            return _failed(problem, retry_at=self.default_retry_at(), code="TASK_OUTPUT_ERROR")
-        limit = self.config.output_limit_bytes
-        if len(data) > limit:
-            too_large = ValueError(
-                f"task {self.task.id!r} returned {len(data):,} bytes of output, over the limit "
-                f"of {limit:,} bytes"
-            )
-            return _failed(too_large, retry_at=None, code="TASK_OUTPUT_TOO_LARGE")
-        return {"ok": True, "output": data.decode()}
-
-
-def _cancelled(reason: str) -> dict[str, Any]:
-    return _failed(
-        TaskRunCancelledError(reason),
-        retry_at=None,
-        status=RunStatus.CANCELED,
-        attempt_status="CANCELED",
-        code="TASK_RUN_CANCELLED",
-    )

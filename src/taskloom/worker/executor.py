@@ -22,8 +22,9 @@ from ..sdk import registry
 from ..sdk.capture import install_capture
 from ..sdk.context import CancelSignal
 from ..sdk.runtime import now_ms
-from .attempt import AttemptRunner, AttemptSink, AttemptState, error_dict
+from .attempt import AttemptRunner, AttemptSink, AttemptState
 from .discovery import TaskImportError, import_tasks
+from .errors import error_dict
 from .ipc import FrameWriter, read_frame
 
 EVENT_FLUSH_SECONDS = 0.2
@@ -89,7 +90,15 @@ class Executor:
                 "attempt_status": "FAILED",
             }
         else:
-            runner = AttemptRunner(state.task, start, state, self.config, self.threads)
+            runner = AttemptRunner(
+                state.task,
+                start,
+                state,
+                self.config,
+                self.threads,
+                request_kill=lambda: self._request_kill(state),
+            )
+            state.runner = runner
             try:
                 result = await runner.run()
             except asyncio.CancelledError:
@@ -125,11 +134,21 @@ class Executor:
         if state is None:
             return
         state.cancel_reason = reason
-        state.signal.abort(f"cancel: {reason}")
-        if state.asyncio_task is not None and state.task is not None and state.task.is_async:
-            state.asyncio_task.cancel()
-        # A sync attempt cannot be interrupted in its thread: its signal has fired, and the
-        # run is recorded CANCELED when it returns.
+        if state.runner is not None and state.runner.lifecycle is not None:
+            state.runner.cancel(reason)
+        else:  # not begun: stop it where it is
+            state.signal.abort(reason)
+            if state.asyncio_task is not None:
+                state.asyncio_task.cancel()
+
+    def _request_kill(self, state: AttemptState) -> None:
+        """A cancelled sync attempt cannot be interrupted in its thread: ask the supervisor
+        to stop this process. The attempt is recorded CANCELED; the other attempts this
+        executor holds go back to their queues without using an attempt."""
+        events = state.sink.take()
+        if events:
+            self.writer.send(["events", state.run_id, state.attempt, events])
+        self.writer.send(["kill", state.run_id, state.attempt, state.cancel_reason or ""])
 
     async def _flush_events_periodically(self) -> None:
         while True:

@@ -258,10 +258,55 @@ class Supervisor:
                     self._on_started(message[1], message[2], message[3])
                 elif kind == "events":
                     self._on_events(message[1], message[2], message[3])
+                elif kind == "kill":
+                    self._on_kill_request(executor, message[1], message[2], message[3])
         code = await executor.process.wait()
         if self._stopped.is_set():
             return
         self._on_executor_death(executor, code)
+
+    def _on_kill_request(
+        self, executor: ExecutorProcess, run_id: str, attempt: int, reason: str
+    ) -> None:
+        """A cancelled sync attempt must be stopped: its executor process is killed. The
+        cancelled attempt is recorded; the executor's other attempts go back to their
+        queues without using an attempt, and a new executor takes its place."""
+        now = self._now()
+        item = self.in_flight.get(run_id)
+        if item is not None and item.run.attempt == attempt and item.executor is executor:
+            del self.in_flight[run_id]
+            self._pending_starts.pop(run_id, None)
+            self._add_outcome(
+                outcomes.failure(
+                    run_id,
+                    attempt,
+                    item.worker_id,
+                    outcomes.error_json(
+                        "TaskRunCancelledError",
+                        f"{reason} (the attempt's process was stopped)",
+                        code="TASK_RUN_CANCELLED",
+                    ),
+                    retry_at=None,
+                    final_status="CANCELED",
+                    attempt_status="CANCELED",
+                    started_at=item.started_at,
+                    finished_at=now,
+                )
+            )
+        executor.in_flight.discard(run_id)
+        others = [self.in_flight.pop(r) for r in list(executor.in_flight) if r in self.in_flight]
+        executor.in_flight.clear()
+        executor.retiring = True
+        for other in others:
+            self._pending_starts.pop(other.run.id, None)
+        asyncio.get_running_loop().create_task(self._release_and_kill(executor, others))
+
+    async def _release_and_kill(self, executor: ExecutorProcess, held: list[InFlight]) -> None:
+        if held:
+            ids = [item.run.id for item in held]
+            await self._call(self.store.runs_release, held[0].worker_id, ids, self._now())
+            self.engine.notifier.notify(RUNS_READY)
+        executor.kill()
 
     def _on_executor_death(self, executor: ExecutorProcess, code: int) -> None:
         now = self._now()
@@ -385,6 +430,8 @@ class Supervisor:
             read_signals = self._signals_wanted
             self._signals_wanted = False
             capacity = self.concurrency - len(self.in_flight)
+            if not any(not e.retiring for e in self.executors):
+                capacity = 0  # every executor is being replaced: claim after the new one starts
             claim = capacity if self._claim_wanted and not self._draining and capacity > 0 else 0
             if not (starts or outcomes_ or events or claim or read_signals):
                 continue

@@ -1,0 +1,506 @@
+"""The lifecycle of one attempt: middleware, hooks, `run`, error handling and cancellation.
+
+Order (Trigger.dev's, see docs/lifecycle.md):
+
+    global middleware → task middleware → (inside next())
+        init → on_start (attempt 1) → on_start_attempt → run
+        → on error: catch_error (task first, then global; first answer wins)
+        → on_success, or on_failure when no retry follows → on_complete → cleanup
+
+Global hooks run before the task's own. Errors in middleware, init, on_start,
+on_start_attempt and cleanup fail the attempt; errors in on_success, on_failure and
+on_complete are recorded and ignored; an error in catch_error ends the run CRASHED.
+Every hook call is recorded as a `hook` event with its duration and error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..config import Config
+from ..errors import (
+    AbortTaskRunError,
+    CompleteTaskWithOutput,
+    InvalidOptionError,
+    OutOfMemoryError,
+    TaskloomError,
+    TaskRunCancelledError,
+)
+from ..retry import MAX_ATTEMPTS_CEILING, Retry, next_attempt_at, retry_delay_ms
+from ..sdk.context import CancelSignal, Context
+from ..sdk.hook_args import BoundHook
+from ..sdk.hooks import current_run_hooks, global_hooks
+from ..sdk.locals import attempt_locals
+from ..sdk.runtime import now_ms
+from ..sdk.task import Task
+from ..types import RunStatus
+from .errors import error_dict
+
+CATCH_ERROR_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry", "error"})
+RETRY_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry"})
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    """What `on_complete` hooks receive as `result`: `ok`, and `data` or `error`."""
+
+    ok: bool
+    data: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """What follows a failed attempt."""
+
+    error: BaseException
+    retry_at: int | None
+    status: RunStatus = RunStatus.FAILED
+    attempt_status: str = "FAILED"
+    code: str = ""
+
+
+class MiddlewareError(TaskloomError):
+    """A middleware did not call `next()` exactly once."""
+
+
+class Lifecycle:
+    """Runs one attempt of a task and decides its outcome."""
+
+    def __init__(
+        self,
+        task: Task[Any, Any],
+        start: Mapping[str, Any],
+        ctx: Context,
+        config: Config,
+        threads: Executor,
+        emit: Callable[[str, dict[str, Any]], None],
+        request_kill: Callable[[], None],
+    ) -> None:
+        self.task = task
+        self.start = start
+        self.ctx = ctx
+        self.signal: CancelSignal = ctx.signal
+        self.config = config
+        self.threads = threads
+        self.emit = emit
+        self.request_kill = request_kill
+        self.attempt: int = start["attempt"]
+        self.payload: Any = start["payload"]
+        self.init_value: Any = None
+        self.locals: dict[Any, Any] = {}
+        self.run_hooks: list[BoundHook] = []
+        self.cancel_reason: str | None = None
+        self.run_task: asyncio.Future[Any] | None = None
+        self.run_is_sync = not task.is_async
+        self.in_sync_run = False
+        self.body_task: asyncio.Task[Any] | None = None
+        self.run_done: asyncio.Future[Any] | None = None
+
+    # -- hooks ----------------------------------------------------------------------
+    def hooks(self, kind: str) -> list[BoundHook]:
+        """Global hooks first, then the task's; `catch_error` is asked task-first."""
+        own = self.task.hooks.get(kind)
+        found = global_hooks(kind) if kind in _GLOBAL_KINDS else []
+        if own is not None:
+            found = [own, *found] if kind == "catch_error" else [*found, own]
+        if kind == "on_cancel":
+            found = [*found, *self.run_hooks]
+        return found
+
+    def add_run_hook(self, hook: BoundHook) -> None:
+        """`tasks.on_cancel(fn)` called inside `run`."""
+        self.run_hooks.append(hook)
+
+    def arguments(self, **extra: Any) -> dict[str, Any]:
+        """What every hook may take, plus the call site's extras."""
+        return {
+            "payload": self.payload,
+            "ctx": self.ctx,
+            "signal": self.signal,
+            "task": self.task.id,
+            "init": self.init_value,
+            **extra,
+        }
+
+    async def call(self, hook: BoundHook, available: Mapping[str, Any]) -> Any:
+        """Call one hook, recording the call (and any error, which is re-raised)."""
+        began = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await hook.call(available)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.emit(
+                "hook",
+                {
+                    "hook": hook.kind,
+                    "name": hook.label,
+                    "scope": hook.scope,
+                    "ts": now_ms(),
+                    "duration_ms": round((time.perf_counter() - began) * 1000, 3),
+                    "error": None
+                    if error is None
+                    else {"type": type(error).__name__, "message": str(error)},
+                },
+            )
+
+    async def call_all(self, kind: str, available: Mapping[str, Any], *, ignore: bool) -> None:
+        """Call every hook of a kind in order; with `ignore`, errors are only recorded."""
+        for hook in self.hooks(kind):
+            if ignore:
+                try:
+                    await self.call(hook, available)
+                except Exception:
+                    continue
+            else:
+                await self.call(hook, available)
+
+    async def fire_wait(self, wait: Any) -> None:
+        """Call `on_wait` hooks (errors recorded and ignored). For the waits feature."""
+        await self.call_all("on_wait", self.arguments(wait=wait), ignore=True)
+
+    async def fire_resume(self, wait: Any) -> None:
+        """Call `on_resume` hooks (errors recorded and ignored). For the waits feature."""
+        await self.call_all("on_resume", self.arguments(wait=wait), ignore=True)
+
+    # -- the attempt ----------------------------------------------------------------
+    async def execute(self) -> dict[str, Any]:
+        """Run the attempt to its outcome (a dict for the supervisor); never raises."""
+        attempt_locals.set(self.locals)
+        current_run_hooks.set(self)
+        loop = asyncio.get_running_loop()
+        self.run_done = loop.create_future()
+        self.body_task = asyncio.current_task()
+        outcome: dict[str, Any] | None = None
+
+        async def innermost() -> None:
+            nonlocal outcome
+            outcome = await self._hooks_and_run()
+
+        chain = [*global_hooks("middleware")]
+        own = self.task.hooks.get("middleware")
+        if own is not None:
+            chain.append(own)
+        try:
+            await self._through_middleware(chain, innermost)
+        except asyncio.CancelledError:
+            if self.cancel_reason is None:
+                raise
+            return self._cancelled()
+        except Exception as error:
+            if self.cancel_reason is not None:
+                return self._cancelled()
+            return self._failed(await self.decide(error))
+        if self.cancel_reason is not None:
+            return self._cancelled()
+        assert outcome is not None
+        return outcome
+
+    async def _through_middleware(
+        self, chain: list[BoundHook], innermost: Callable[[], Awaitable[None]]
+    ) -> None:
+        async def step(index: int) -> None:
+            if index == len(chain):
+                await innermost()
+                return
+            middleware = chain[index]
+            calls = 0
+
+            async def next_() -> None:
+                nonlocal calls
+                calls += 1
+                if calls > 1:
+                    raise MiddlewareError(
+                        f"middleware {middleware.label!r} of task {self.task.id!r} called "
+                        "next() twice; call it exactly once"
+                    )
+                await step(index + 1)
+
+            await self.call(middleware, self.arguments(next=next_))
+            if calls == 0:
+                raise MiddlewareError(
+                    f"middleware {middleware.label!r} of task {self.task.id!r} returned "
+                    "without calling `await next()`; the attempt did not run"
+                )
+
+        await step(0)
+
+    async def _hooks_and_run(self) -> dict[str, Any]:
+        try:
+            init = self.task.hooks.get("init")
+            if init is not None:
+                self.init_value = await self.call(init, self.arguments())
+                self.ctx = dataclasses.replace(self.ctx, init=self.init_value)
+            if self.attempt == 1:
+                await self.call_all("on_start", self.arguments(), ignore=False)
+            await self.call_all("on_start_attempt", self.arguments(), ignore=False)
+            output = await self._run()
+        except CompleteTaskWithOutput as early:
+            output = early.output
+        except asyncio.CancelledError:
+            if self.cancel_reason is None:
+                raise
+            return await self._after_cancel()
+        except Exception as error:
+            if self.cancel_reason is not None:
+                return await self._after_cancel()
+            return await self._after_failure(await self.decide(error))
+        if self.cancel_reason is not None:
+            return await self._after_cancel()
+        return await self._after_success(output)
+
+    async def _run(self) -> Any:
+        fn = self.task.run
+        args = (self.payload, self.ctx) if self.task.takes_context else (self.payload,)
+        assert self.run_done is not None
+        done = self.run_done
+        try:
+            if self.task.is_async:
+                self.run_task = asyncio.ensure_future(fn(*args))
+                output = await self.run_task
+            else:
+                context = contextvars.copy_context()
+                loop = asyncio.get_running_loop()
+                self.in_sync_run = True
+                self.run_task = loop.run_in_executor(self.threads, lambda: context.run(fn, *args))
+                output = await self.run_task
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        except BaseException as error:
+            if not done.done():
+                done.set_exception(error)
+                done.exception()  # retrieved: awaiting run_promise is optional
+            raise
+        finally:
+            self.in_sync_run = False
+        if not done.done():
+            done.set_result(output)
+        return output
+
+    async def _after_success(self, output: Any) -> dict[str, Any]:
+        try:
+            data = orjson.dumps(output)
+        except TypeError as error:
+            problem = TypeError(
+                f"task {self.task.id!r} returned a value of type {type(output).__name__} that "
+                f"is not JSON serialisable ({error})"
+            )
+            decision = await self.decide(problem)
+            decision.code = "TASK_OUTPUT_ERROR"
+            return await self._after_failure(decision)
+        limit = self.config.output_limit_bytes
+        if len(data) > limit:
+            too_large = ValueError(
+                f"task {self.task.id!r} returned {len(data):,} bytes of output, over the "
+                f"limit of {limit:,} bytes"
+            )
+            return await self._after_failure(
+                Decision(too_large, None, code="TASK_OUTPUT_TOO_LARGE")
+            )
+        await self.call_all("on_success", self.arguments(output=output), ignore=True)
+        result = CompletionResult(ok=True, data=output)
+        await self.call_all("on_complete", self.arguments(result=result), ignore=True)
+        cleanup_failure = await self._cleanup()
+        if cleanup_failure is not None:
+            return self._failed(cleanup_failure)
+        return {"ok": True, "output": data.decode()}
+
+    async def _after_failure(self, decision: Decision) -> dict[str, Any]:
+        final = decision.retry_at is None
+        # on_failure is for user-code failures only, not CRASHED/SYSTEM_FAILURE/CANCELED.
+        if final and decision.status is RunStatus.FAILED:
+            await self.call_all("on_failure", self.arguments(error=decision.error), ignore=True)
+        if final:
+            result = CompletionResult(ok=False, error=decision.error)
+            await self.call_all("on_complete", self.arguments(result=result), ignore=True)
+        await self._cleanup()  # the attempt failed already; a cleanup error is only recorded
+        return self._failed(decision)
+
+    async def _after_cancel(self) -> dict[str, Any]:
+        await self._cleanup()
+        return self._cancelled()
+
+    async def _cleanup(self) -> Decision | None:
+        hook = self.task.hooks.get("cleanup")
+        if hook is None:
+            return None
+        try:
+            await self.call(hook, self.arguments())
+        except Exception as error:
+            return await self.decide(error)
+        return None
+
+    # -- failures -------------------------------------------------------------------
+    def policy(self) -> Retry:
+        """The retry policy locked on the run."""
+        return Retry.from_json(self.start["retry"]).with_max_attempts(self.start["max_attempts"])
+
+    async def decide(self, error: BaseException) -> Decision:
+        """Whether and when the next attempt runs, asking `catch_error` hooks."""
+        if isinstance(error, AbortTaskRunError):
+            return Decision(error, None)
+        if isinstance(error, OutOfMemoryError):
+            return Decision(error, None, RunStatus.CRASHED, "CRASHED", "TASK_PROCESS_OOM")
+        now = now_ms()
+        policy = self.policy()
+        default_at = next_attempt_at(now, self.attempt, policy, random.random)
+        available = {
+            "payload": self.payload,
+            "error": error,
+            "ctx": self.ctx,
+            "retry_at": None
+            if default_at is None
+            else datetime.fromtimestamp(default_at / 1000, tz=UTC),
+            "retry_delay_ms": None if default_at is None else default_at - now,
+            "task": self.task.id,
+        }
+        for hook in self.hooks("catch_error"):
+            try:
+                answer = await self.call(hook, available)
+            except Exception as hook_error:
+                crashed = TaskloomError(
+                    f"catch_error hook {hook.label!r} of task {self.task.id!r} raised "
+                    f"{type(hook_error).__name__}: {hook_error} (while handling "
+                    f"{type(error).__name__}: {error})"
+                )
+                crashed.__cause__ = hook_error
+                return Decision(crashed, None, RunStatus.CRASHED, "CRASHED", "HANDLE_ERROR_ERROR")
+            if answer is None:
+                continue
+            try:
+                return self._interpret(hook, answer, error, now)
+            except InvalidOptionError as bad:
+                return Decision(bad, None, RunStatus.CRASHED, "CRASHED", "HANDLE_ERROR_ERROR")
+        return Decision(error, default_at)
+
+    def _interpret(self, hook: BoundHook, answer: Any, error: BaseException, now: int) -> Decision:
+        where = f"catch_error hook {hook.label!r} of task {self.task.id!r}"
+        if not isinstance(answer, Mapping):
+            raise InvalidOptionError(
+                f"{where} returned {type(answer).__name__}; return None or a dict with "
+                f"{', '.join(sorted(CATCH_ERROR_KEYS))}"
+            )
+        unknown = set(answer) - CATCH_ERROR_KEYS
+        if unknown:
+            raise InvalidOptionError(
+                f"{where} returned unknown key(s) {sorted(unknown)}; valid keys are "
+                f"{', '.join(sorted(CATCH_ERROR_KEYS))}"
+            )
+        recorded = answer.get("error", error)
+        if not isinstance(recorded, BaseException):
+            raise InvalidOptionError(f"{where} returned error={recorded!r}, not an exception")
+        if answer.get("skip_retrying") or not RETRY_KEYS & set(answer):
+            return Decision(recorded, None)
+        if self.attempt >= MAX_ATTEMPTS_CEILING:
+            return Decision(recorded, None)
+        if "retry_at" in answer:
+            when = answer["retry_at"]
+            if not isinstance(when, datetime):
+                raise InvalidOptionError(f"{where} returned retry_at={when!r}, not a datetime")
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return Decision(recorded, max(now, int(when.timestamp() * 1000)))
+        if "retry_delay_ms" in answer:
+            delay = answer["retry_delay_ms"]
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise InvalidOptionError(
+                    f"{where} returned retry_delay_ms={delay!r}; expected milliseconds >= 0"
+                )
+            return Decision(recorded, now + round(delay))
+        policy = Retry.from_value(answer["retry"], what=where, default=self.policy())
+        if self.attempt >= policy.max_attempts:
+            return Decision(recorded, None)
+        return Decision(recorded, now + retry_delay_ms(policy, self.attempt, random.random))
+
+    def _failed(self, decision: Decision) -> dict[str, Any]:
+        return {
+            "ok": False,
+            "error": error_dict(decision.error, code=decision.code),
+            "retry_at": decision.retry_at,
+            "status": decision.status.value,
+            "attempt_status": decision.attempt_status,
+        }
+
+    def _cancelled(self) -> dict[str, Any]:
+        return self._failed(
+            Decision(
+                TaskRunCancelledError(self.cancel_reason or "cancelled"),
+                None,
+                RunStatus.CANCELED,
+                "CANCELED",
+                "TASK_RUN_CANCELLED",
+            )
+        )
+
+    # -- cancellation ---------------------------------------------------------------
+    def cancel(self, reason: str, grace_seconds: float) -> None:
+        """Cancel the attempt: fire the signal, give `on_cancel` hooks up to the grace
+        period while `run` keeps going, then stop it."""
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        self.signal.abort(reason)
+        hooks = self.hooks("on_cancel")
+        if not hooks:
+            self._stop()
+            return
+        asyncio.get_running_loop().create_task(self._cancel_hooks(hooks, grace_seconds))
+
+    async def _cancel_hooks(self, hooks: list[BoundHook], grace_seconds: float) -> None:
+        assert self.run_done is not None
+        run_promise = asyncio.shield(self.run_done)
+        available = self.arguments(run_promise=run_promise)
+
+        async def call_each() -> None:
+            for hook in hooks:
+                try:
+                    await self.call(hook, available)
+                except Exception:
+                    continue
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call_each(), grace_seconds)
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop whatever the attempt is doing now."""
+        if self.run_task is not None and not self.run_task.done():
+            if self.in_sync_run:
+                self.request_kill()  # a thread cannot be interrupted: stop the process
+                return
+            self.run_task.cancel()
+            return
+        if self.body_task is not None and not self.body_task.done():
+            self.body_task.cancel()
+
+
+_GLOBAL_KINDS = frozenset(
+    {
+        "on_start_attempt",
+        "on_start",
+        "on_success",
+        "on_failure",
+        "on_complete",
+        "on_wait",
+        "on_resume",
+        "on_cancel",
+        "catch_error",
+        "middleware",
+    }
+)
