@@ -13,12 +13,15 @@ from .sdk.context import Context as Context
 from .sdk.handles import RunHandle as RunHandle
 from .sdk.locals import locals as locals
 from .sdk.logger import logger as logger
+from .sdk.queues import Queue as Queue
 from .sdk.queues import queue as queue
+from .sdk.queues_api import queues as queues
 from .sdk.runs import runs as runs
 from .sdk.task import Task as Task
 from .sdk.task import schema_task as schema_task
 from .sdk.task import task as task
 from .sdk.tasks_api import tasks as tasks
+from .types import QueueDetails as QueueDetails
 from .types import Run as Run
 from .types import RunStatus as RunStatus
 
@@ -29,6 +32,8 @@ __all__ = [
     "CompleteTaskWithOutput",
     "Context",
     "OutOfMemoryError",
+    "Queue",
+    "QueueDetails",
     "Retry",
     "Run",
     "RunFailedError",
@@ -42,6 +47,7 @@ __all__ = [
     "locals",
     "logger",
     "queue",
+    "queues",
     "runs",
     "schema_task",
     "task",

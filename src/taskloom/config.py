@@ -90,6 +90,7 @@ ENV_VARS: dict[str, str] = {
     "TASKLOOM_MACHINE": "machine",
     "TASKLOOM_MAX_DURATION": "max_duration",
     "TASKLOOM_TTL": "ttl",
+    "TASKLOOM_ENVIRONMENT_CONCURRENCY_LIMIT": "environment_concurrency_limit",
 }
 """Environment variables read by `load_config`, and the `Config` field each sets.
 
@@ -114,6 +115,8 @@ _FILE_KEYS: dict[str, str] = {
     "worker.shutdown_grace_seconds": "shutdown_grace_seconds",
     "worker.cancel_grace_seconds": "cancel_grace_seconds",
     "worker.poll_interval_seconds": "poll_interval_seconds",
+    "worker.memory_check_seconds": "memory_check_seconds",
+    "queues.environment_concurrency_limit": "environment_concurrency_limit",
     "database.synchronous": "sqlite_synchronous",
     "database.busy_timeout_ms": "busy_timeout_ms",
 }
@@ -261,6 +264,8 @@ _CHECKS: dict[str, Callable[[object, str], Any]] = {
     "shutdown_grace_seconds": _seconds(positive=False),
     "cancel_grace_seconds": _seconds(positive=False),
     "poll_interval_seconds": _seconds(positive=True),
+    "memory_check_seconds": _seconds(positive=True),
+    "environment_concurrency_limit": _optional(_int_at_least(0)),
 }
 
 
@@ -293,6 +298,8 @@ class Config:
     shutdown_grace_seconds: float = 30.0
     cancel_grace_seconds: float = 30.0
     poll_interval_seconds: float = 1.0
+    memory_check_seconds: float = 0.1
+    environment_concurrency_limit: int | None = None
 
     def __post_init__(self) -> None:
         for name, check in _CHECKS.items():

@@ -174,3 +174,19 @@ class Run:
     @property
     def is_cancelled(self) -> bool:
         return self.status is RunStatus.CANCELED
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDetails:
+    """A queue as `queues.retrieve` / `queues.list` return it."""
+
+    name: str
+    type: str  # "task" (a task's own queue) or "custom" (declared with queue())
+    running: int
+    queued: int
+    paused: bool
+    concurrency_limit: int | None  # the limit in force
+    base_concurrency_limit: int | None  # the code's value
+    override_concurrency_limit: int | None
+    overridden_at: datetime | None
+    total_concurrency_limit: int | None

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from ..store.records import AttemptRecord, RunRecord
-from ..types import Attempt, Run, RunError, RunStatus, ms_to_datetime
+from ..store.records import AttemptRecord, QueueRecord, RunRecord
+from ..types import Attempt, QueueDetails, Run, RunError, RunStatus, ms_to_datetime
 
 
 def _json(data: bytes | None, default: Any = None) -> Any:
@@ -66,4 +66,20 @@ def decode_run(record: RunRecord, attempts: list[AttemptRecord] | None = None) -
         replayed_from=record.replayed_from,
         updated_at=ms_to_datetime(record.updated_at),
         attempts=[decode_attempt(a) for a in attempts or []],
+    )
+
+
+def decode_queue(record: QueueRecord) -> QueueDetails:
+    """A queues row with its counts as QueueDetails."""
+    return QueueDetails(
+        name=record.name,
+        type=record.kind,
+        running=record.running,
+        queued=record.queued,
+        paused=record.paused,
+        concurrency_limit=record.effective_limit,
+        base_concurrency_limit=record.concurrency_limit,
+        override_concurrency_limit=record.limit_override,
+        overridden_at=ms_to_datetime(record.overridden_at),
+        total_concurrency_limit=record.key_total_limit,
     )

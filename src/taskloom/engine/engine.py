@@ -15,8 +15,8 @@ from ..config import Config
 from ..errors import InvalidOptionError, RunNotFoundError, UnknownTaskError
 from ..store.base import Store
 from ..store.records import InsertResult, RunFilter
-from ..types import Attempt, Run, RunStatus
-from .decode import decode_attempt, decode_run
+from ..types import Attempt, QueueDetails, Run, RunStatus
+from .decode import decode_attempt, decode_queue, decode_run
 from .spec import TaskSpec
 from .states import check_transition
 from .triggering import NO_LINKS, RunLinks, build_new_run, delay_target, serialise_payload
@@ -35,11 +35,14 @@ class Engine:
         *,
         clock: Clock = SYSTEM_CLOCK,
         local_specs: SpecLookup | None = None,
+        local_queues: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self._local_specs = local_specs
+        self._local_queues = local_queues
+        self._known_queues: set[str] = set()
         self.notifier = WakeNotifier(wake_directory(store.url))
         self._migrated = False
 
@@ -80,6 +83,9 @@ class Engine:
         """Validate and insert one run (or find its idempotent twin); wake workers."""
         if payload_json is None:
             payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
+        queue = options.get("queue")
+        if queue is not None and queue != spec.queue:
+            self.check_queue(spec.id, queue)
         now = self.clock.now_ms()
         new_run = build_new_run(
             spec, payload_json, options, now=now, config=self.config, links=links
@@ -89,6 +95,60 @@ class Engine:
         if result.created:
             self.notifier.notify(RUNS_READY if new_run.delay_until is None else DELAYED)
         return result
+
+    def check_queue(self, task_id: str, name: object) -> None:
+        """Raise unless `name` is a queue declared in code (here or by a worker)."""
+        if not isinstance(name, str) or not name:
+            raise InvalidOptionError(
+                f"queue of a run of task {task_id!r} must be a queue name, got {name!r}"
+            )
+        if name in self._known_queues or (self._local_queues and self._local_queues(name)):
+            return
+        self.ensure_schema()
+        if self.store.queue_get(name) is not None:
+            self._known_queues.add(name)
+            return
+        known = ", ".join(q.name for q in self.store.queue_list()) or "none yet"
+        raise InvalidOptionError(
+            f"unknown queue {name!r} for a run of task {task_id!r}: declare it with "
+            f"queue(name={name!r}, ...) in a task module (known queues: {known})"
+        )
+
+    # -- queues ---------------------------------------------------------------------
+    def queue(self, name: str) -> QueueDetails:
+        """A queue with its counts, or InvalidOptionError naming the known ones."""
+        self.ensure_schema()
+        record = self.store.queue_get(name)
+        if record is None:
+            known = ", ".join(q.name for q in self.store.queue_list()) or "none yet"
+            raise InvalidOptionError(f"unknown queue {name!r} (known queues: {known})")
+        return decode_queue(record)
+
+    def queues(self) -> list[QueueDetails]:
+        """Every queue workers have declared, with counts."""
+        self.ensure_schema()
+        return [decode_queue(q) for q in self.store.queue_list()]
+
+    def pause_queue(self, name: str, paused: bool) -> QueueDetails:
+        """Pause (executing runs finish; nothing new starts) or resume a queue."""
+        self.queue(name)
+        self.store.queue_set_paused(name, paused, self.clock.now_ms())
+        if not paused:
+            self.notifier.notify(RUNS_READY)
+        return self.queue(name)
+
+    def override_queue_limit(self, name: str, limit: int | None) -> QueueDetails:
+        """Override a queue's concurrency limit (None: back to the code's value)."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise InvalidOptionError(
+                f"concurrency limit of queue {name!r} must be an integer >= 0, got {limit!r}"
+            )
+        self.queue(name)
+        self.store.queue_override_limit(name, limit, self.clock.now_ms())
+        self.notifier.notify(RUNS_READY)
+        return self.queue(name)
 
     # -- reading --------------------------------------------------------------------
     def retrieve(self, run_id: str, *, with_attempts: bool = True) -> Run:

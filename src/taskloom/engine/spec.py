@@ -27,6 +27,7 @@ class TaskSpec:
     description: str | None = None
     file_path: str | None = None
     concurrency_limit: int | None = None
+    total_concurrency_limit: int | None = None
     retry_json: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +46,7 @@ class TaskSpec:
                 "description": self.description,
                 "file_path": self.file_path,
                 "concurrency_limit": self.concurrency_limit,
+                "total_concurrency_limit": self.total_concurrency_limit,
             }
         )
 
@@ -61,4 +63,5 @@ class TaskSpec:
             description=raw.get("description"),
             file_path=raw.get("file_path"),
             concurrency_limit=raw.get("concurrency_limit"),
+            total_concurrency_limit=raw.get("total_concurrency_limit"),
         )

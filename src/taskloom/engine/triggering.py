@@ -140,6 +140,11 @@ def build_new_run(
                 f"got {concurrency_key!r}"
             )
         concurrency_key = str(concurrency_key)
+        if not concurrency_key or len(concurrency_key) > 512 or not concurrency_key.isprintable():
+            raise InvalidOptionError(
+                f"concurrency_key of a run of task {task_id!r} must be 1 to 512 printable "
+                f"characters, got {concurrency_key!r}"
+            )
 
     idempotency_key, idempotency_expires_at = _idempotency(task_id, options, now)
 

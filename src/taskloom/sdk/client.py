@@ -14,6 +14,7 @@ from ..engine.engine import Engine
 from ..engine.spec import TaskSpec
 from ..store import open_store
 from . import registry
+from .queues import is_declared
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -32,7 +33,7 @@ def engine_for(config: Config) -> Engine:
         synchronous=config.sqlite_synchronous,
         busy_timeout_ms=config.busy_timeout_ms,
     )
-    return Engine(store, config, local_specs=_local_spec)
+    return Engine(store, config, local_specs=_local_spec, local_queues=is_declared)
 
 
 def current_engine() -> Engine:

@@ -33,12 +33,21 @@ Hook = Callable[..., Any]
 
 
 class RunHookTarget(Protocol):
-    """What a running attempt offers for hooks registered from inside `run`."""
+    """What a running attempt offers SDK code: hooks registered from inside `run`, and the
+    `on_wait` / `on_resume` call sites for waits (`wait` has `.type`: "duration", "task",
+    "batch" or "token")."""
 
     def add_run_hook(self, hook: BoundHook) -> None: ...
 
+    async def fire_wait(self, wait: Any) -> None: ...
+
+    async def fire_resume(self, wait: Any) -> None: ...
+
 
 current_run_hooks: ContextVar[RunHookTarget | None] = ContextVar("taskloom_run_hooks", default=None)
+"""The attempt running in this context (None outside a run). A wait does
+``await current_run_hooks.get().fire_wait(info)`` before it suspends and
+``fire_resume(info)`` when it continues."""
 
 _lock = threading.Lock()
 _global: dict[str, list[tuple[str | None, BoundHook]]] = {name: [] for name in GLOBAL_HOOK_NAMES}

@@ -101,6 +101,9 @@ class Task(Generic[P, R]):
             description=o.description,
             file_path=self.file_path,
             concurrency_limit=o.queue.concurrency_limit if o.queue is not None else None,
+            total_concurrency_limit=(
+                o.queue.total_concurrency_limit if o.queue is not None else None
+            ),
         )
         self._spec = (config, spec)
         return spec
@@ -147,7 +150,7 @@ def _run_arity(task_id: str, run: Callable[..., Any]) -> int:
     ]
     variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
     required = [p for p in positional if p.default is p.empty]
-    if variadic or len(positional) >= 2:
+    if variadic or (len(positional) >= 2 and len(required) <= 2):
         return 2
     if len(positional) == 1 and len(required) <= 1:
         return 1

@@ -18,6 +18,8 @@ from .records import (
     LapsedAttempt,
     NewEvent,
     NewRun,
+    QueueDeclaration,
+    QueueRecord,
     RunFilter,
     RunRecord,
     TaskDefinitionRecord,
@@ -113,8 +115,14 @@ class Store(abc.ABC):
         """One transaction: apply starts and outcomes (fenced), append events, claim runs."""
 
     @abc.abstractmethod
-    def runs_release(self, worker_id: str, run_ids: list[str], now: int) -> list[str]:
-        """Put runs a stopping worker holds back in their queues without using an attempt."""
+    def runs_release(
+        self, worker_id: str, run_ids: list[str], now: int, *, isolate: bool = False
+    ) -> list[str]:
+        """Put runs a worker holds back in their queues without using an attempt.
+
+        With `isolate`, their next attempt runs alone in its executor: they shared an
+        executor that crashed, and the one that crashed it is not known yet.
+        """
 
     @abc.abstractmethod
     def attempts_lapsed(self, now: int, lease_ms: int, limit: int) -> list[LapsedAttempt]:
@@ -148,3 +156,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def task_catalog_list(self) -> list[TaskDefinitionRecord]:
         """Every announced task definition."""
+
+    # -- queues -----------------------------------------------------------------
+    @abc.abstractmethod
+    def queues_declare(self, queues: list[QueueDeclaration], now: int) -> None:
+        """Record queues as code declares them (limits from code; overrides and pauses kept)."""
+
+    @abc.abstractmethod
+    def queue_list(self) -> list[QueueRecord]:
+        """Every known queue with its running and queued counts."""
+
+    @abc.abstractmethod
+    def queue_get(self, name: str) -> QueueRecord | None:
+        """One queue with its counts."""
+
+    @abc.abstractmethod
+    def queue_set_paused(self, name: str, paused: bool, now: int) -> bool:
+        """Pause (no new starts) or resume a queue; False when it is unknown."""
+
+    @abc.abstractmethod
+    def queue_override_limit(self, name: str, limit: int | None, now: int) -> bool:
+        """Override a queue's limit (None: back to the code's value); False when unknown."""

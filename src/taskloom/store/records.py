@@ -89,6 +89,7 @@ class RunRecord:
     updated_at: int
     started_at: int | None
     finished_at: int | None
+    isolate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class ClaimedRun:
     created_at: int
     concurrency_key: str | None
     sort_key: int
+    isolate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,7 @@ class WorkerTick:
     events: list[NewEvent] = field(default_factory=list)
     claim_limit: int = 0
     read_signals: bool = False
+    environment_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,3 +266,34 @@ class TaskDefinitionRecord:
     definition: bytes
     file_path: str | None
     updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDeclaration:
+    """A queue as code declares it (a task's own queue, or `queue(...)`)."""
+
+    name: str
+    kind: str  # "task" or "custom"
+    concurrency_limit: int | None = None
+    key_total_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """A queue with its settings and live counts."""
+
+    name: str
+    kind: str
+    concurrency_limit: int | None
+    key_total_limit: int | None
+    limit_override: int | None
+    overridden_at: int | None
+    paused: bool
+    updated_at: int
+    running: int = 0
+    queued: int = 0
+
+    @property
+    def effective_limit(self) -> int | None:
+        """The limit in force: the override when set, else the code's value."""
+        return self.limit_override if self.limit_override is not None else self.concurrency_limit

@@ -32,6 +32,8 @@ from .records import (
     LapsedAttempt,
     NewEvent,
     NewRun,
+    QueueDeclaration,
+    QueueRecord,
     RunFilter,
     RunRecord,
     RunSignal,
@@ -40,6 +42,7 @@ from .records import (
     WorkerInfo,
     WorkerTick,
 )
+from .sqlite_claim import Claimer
 
 T = TypeVar("T")
 
@@ -75,6 +78,7 @@ class SqliteStore(Store):
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._claimer = Claimer()
 
     # -- connection and transactions ------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -179,7 +183,7 @@ class SqliteStore(Store):
             run.id,
             run.task_id,
             run.queue,
-            run.concurrency_key,
+            run.concurrency_key or "",
             run.status,
             run.payload,
             run.max_attempts,
@@ -364,20 +368,23 @@ class SqliteStore(Store):
                     signals = [RunSignal(*row) for row in rows]
             claimed: list[ClaimedRun] = []
             if alive and tick.claim_limit > 0:
-                rows = conn.execute(
-                    sql.CLAIM_RUNS, (worker_id, now, now, now, tick.claim_limit)
-                ).fetchall()
-                claimed = [ClaimedRun(*row) for row in rows]
-                claimed.sort(key=_sort_key)
+                claimed = self._claimer.claim(
+                    conn, worker_id, now, tick.claim_limit, tick.environment_limit
+                )
             return TickResult(claimed, applied, rejected, signals, alive)
 
         return self._write(body, "worker tick")
 
-    def runs_release(self, worker_id: str, run_ids: list[str], now: int) -> list[str]:
+    def runs_release(
+        self, worker_id: str, run_ids: list[str], now: int, *, isolate: bool = False
+    ) -> list[str]:
+        flag = 1 if isolate else 0
+
         def body(conn: sqlite3.Connection) -> list[str]:
             released = []
             for run_id in run_ids:
-                if conn.execute(sql.RELEASE_RUN, (now, run_id, worker_id)).rowcount == 1:
+                params = (now, flag, run_id, worker_id)
+                if conn.execute(sql.RELEASE_RUN, params).rowcount == 1:
                     released.append(run_id)
             return released
 
@@ -425,9 +432,62 @@ class SqliteStore(Store):
         rows = self._read(lambda conn: conn.execute(sql.SELECT_TASKS).fetchall())
         return [TaskDefinitionRecord(*row) for row in rows]
 
+    # -- queues ---------------------------------------------------------------------
+    def queues_declare(self, queues: list[QueueDeclaration], now: int) -> None:
+        rows = [(q.name, q.kind, q.concurrency_limit, q.key_total_limit, now) for q in queues]
+        if rows:
+            self._write(lambda conn: conn.executemany(sql.DECLARE_QUEUE, rows), "queues")
 
-def _sort_key(run: ClaimedRun) -> int:
-    return run.sort_key
+    def queue_list(self) -> list[QueueRecord]:
+        def body(conn: sqlite3.Connection) -> list[QueueRecord]:
+            running = dict(conn.execute(sql.COUNT_RUNNING).fetchall())
+            queued = dict(conn.execute(sql.COUNT_QUEUED).fetchall())
+            return [
+                _queue_record(row, running.get(row[0], 0), queued.get(row[0], 0))
+                for row in conn.execute(sql.SELECT_QUEUES)
+            ]
+
+        return self._read(body)
+
+    def queue_get(self, name: str) -> QueueRecord | None:
+        def body(conn: sqlite3.Connection) -> QueueRecord | None:
+            row = conn.execute(sql.SELECT_QUEUE, (name,)).fetchone()
+            if row is None:
+                return None
+            running = conn.execute(sql.COUNT_RUNNING_ONE, (name,)).fetchone()[0]
+            queued = conn.execute(sql.COUNT_QUEUED_ONE, (name,)).fetchone()[0]
+            return _queue_record(row, running, queued)
+
+        return self._read(body)
+
+    def queue_set_paused(self, name: str, paused: bool, now: int) -> bool:
+        params = (1 if paused else 0, now, name)
+        return self._write(
+            lambda conn: conn.execute(sql.PAUSE_QUEUE, params).rowcount == 1, "pause queue"
+        )
+
+    def queue_override_limit(self, name: str, limit: int | None, now: int) -> bool:
+        params = (limit, None if limit is None else now, now, name)
+        return self._write(
+            lambda conn: conn.execute(sql.OVERRIDE_QUEUE_LIMIT, params).rowcount == 1,
+            "queue limit",
+        )
+
+
+def _queue_record(row: tuple[Any, ...], running: int, queued: int) -> QueueRecord:
+    name, kind, limit, key_total, override, overridden_at, paused, updated_at = row
+    return QueueRecord(
+        name,
+        kind,
+        limit,
+        key_total,
+        override,
+        overridden_at,
+        bool(paused),
+        updated_at,
+        running,
+        queued,
+    )
 
 
 def _json_text(text: str) -> bytes:
@@ -439,7 +499,9 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     tags = values[21]
     if isinstance(tags, str):
         values[21] = tags.encode()
+    values[3] = values[3] or None  # concurrency key '' means none
     values[27] = bool(values[27])
+    values[34] = bool(values[34])
     return RunRecord(*values)
 
 
@@ -477,6 +539,7 @@ def _finish_attempts(
         if found is None or found[0] != o.attempt or found[1] != o.worker_id:
             rejected.append(o.run_id)
             continue
+        del guards[o.run_id]  # decided: another outcome for this run in the batch is stale
         status = found[2]
         if status in _HELD:
             updates.append(

@@ -5,7 +5,7 @@ RUN_COLUMNS = (
     "max_attempts, retry, machine, max_duration, ttl_ms, priority_ms, queue_ts, available_at, "
     "delay_until, expires_at, idempotency_key, idempotency_expires_at, tags, metadata, "
     "parent_run_id, root_run_id, depth, batch_id, is_test, replayed_from, worker_id, "
-    "created_at, updated_at, started_at, finished_at"
+    "created_at, updated_at, started_at, finished_at, isolate"
 )
 
 INSERT_RUN = """
@@ -26,27 +26,6 @@ CLEAR_IDEMPOTENCY = "UPDATE runs SET idempotency_key = NULL WHERE id = ?"
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
 
 # tags are stored as TEXT (for json_each) but cross the seam as bytes, like every JSON value.
-CLAIM_COLUMNS = (
-    "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, "
-    "CAST(tags AS BLOB), "
-    "metadata, idempotency_key, parent_run_id, root_run_id, depth, is_test, replayed_from, "
-    "created_at, concurrency_key, sort_key"
-)
-
-# A TTL only limits the wait before a run is first dequeued, so the claim ends it: a run
-# that goes back to its queue (retry, release) must not expire.
-CLAIM_RUNS = f"""
-UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1, expires_at = NULL,
-    updated_at = ?
-WHERE id IN (
-    SELECT id FROM runs
-    WHERE status = 'QUEUED' AND available_at <= ? AND (expires_at IS NULL OR expires_at > ?)
-    ORDER BY sort_key
-    LIMIT ?
-)
-RETURNING {CLAIM_COLUMNS}
-"""
-
 HEARTBEAT = "UPDATE workers SET heartbeat_at = ? WHERE id = ? AND status = 'RUNNING'"
 
 START_ATTEMPT = """
@@ -124,7 +103,8 @@ NEXT_DELAYED = "SELECT MIN(delay_until) FROM runs WHERE status = 'DELAYED'"
 NEXT_EXPIRY = "SELECT MIN(expires_at) FROM runs WHERE status = 'QUEUED' AND expires_at IS NOT NULL"
 
 RELEASE_RUN = """
-UPDATE runs SET status = 'QUEUED', worker_id = NULL, attempt = attempt - 1, updated_at = ?
+UPDATE runs SET status = 'QUEUED', worker_id = NULL, attempt = attempt - 1, updated_at = ?,
+    isolate = MAX(isolate, ?)
 WHERE id = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
 """
 
@@ -191,3 +171,30 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 SELECT_SCHEMA_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
 INSERT_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+
+DECLARE_QUEUE = """
+INSERT INTO queues (name, kind, concurrency_limit, key_total_limit, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET
+    kind = excluded.kind, concurrency_limit = excluded.concurrency_limit,
+    key_total_limit = excluded.key_total_limit, updated_at = excluded.updated_at
+"""
+
+QUEUE_COLUMNS = (
+    "name, kind, concurrency_limit, key_total_limit, limit_override, overridden_at, paused, "
+    "updated_at"
+)
+SELECT_QUEUES = f"SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"
+SELECT_QUEUE = f"SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+COUNT_RUNNING = """
+SELECT queue, COUNT(*) FROM runs WHERE status IN ('DEQUEUED', 'EXECUTING') GROUP BY queue
+"""
+COUNT_QUEUED = "SELECT queue, COUNT(*) FROM runs WHERE status = 'QUEUED' GROUP BY queue"
+COUNT_RUNNING_ONE = (
+    "SELECT COUNT(*) FROM runs WHERE status IN ('DEQUEUED', 'EXECUTING') AND queue = ?"
+)
+COUNT_QUEUED_ONE = "SELECT COUNT(*) FROM runs WHERE status = 'QUEUED' AND queue = ?"
+PAUSE_QUEUE = "UPDATE queues SET paused = ?, updated_at = ? WHERE name = ?"
+OVERRIDE_QUEUE_LIMIT = """
+UPDATE queues SET limit_override = ?, overridden_at = ?, updated_at = ? WHERE name = ?
+"""

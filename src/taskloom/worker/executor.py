@@ -21,6 +21,7 @@ from ..config import get_config
 from ..sdk import registry
 from ..sdk.capture import install_capture
 from ..sdk.context import CancelSignal
+from ..sdk.queues import declared_queues
 from ..sdk.runtime import now_ms
 from .attempt import AttemptRunner, AttemptSink, AttemptState
 from .discovery import TaskImportError, import_tasks
@@ -173,7 +174,13 @@ async def _main(fd: int) -> int:
         await writer.drain()
         return 3
     specs = [task.spec_for(config).to_json().decode() for task in registry.all_tasks()]
-    writer.send(["ready", {"pid": os.getpid(), "modules": modules, "specs": specs}])
+    queues = [
+        {"name": q.name, "limit": q.concurrency_limit, "total": q.total_concurrency_limit}
+        for q in declared_queues()
+    ]
+    writer.send(
+        ["ready", {"pid": os.getpid(), "modules": modules, "specs": specs, "queues": queues}]
+    )
     executor = Executor(reader, writer)
     try:
         await executor.serve()

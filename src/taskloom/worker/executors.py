@@ -53,6 +53,7 @@ class ExecutorProcess:
     writer: FrameWriter
     in_flight: set[str] = field(default_factory=set)
     specs: list[str] = field(default_factory=list)
+    queues: list[dict[str, Any]] = field(default_factory=list)
     retiring: bool = False
 
     @property
@@ -77,6 +78,7 @@ class ExecutorProcess:
                 return ExecutorFailure(info["module"], info["path"], info["details"])
             if message[0] == "ready":
                 self.specs = list(message[1]["specs"])
+                self.queues = list(message[1].get("queues", []))
                 return None
         return ExecutorFailure(None, None, f"unexpected first message {messages!r}")
 

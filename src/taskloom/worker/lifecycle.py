@@ -21,7 +21,7 @@ import contextvars
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +49,6 @@ from ..types import RunStatus
 from .errors import error_dict
 
 CATCH_ERROR_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry", "error"})
-RETRY_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +107,10 @@ class Lifecycle:
         self.in_sync_run = False
         self.body_task: asyncio.Task[Any] | None = None
         self.run_done: asyncio.Future[Any] | None = None
+        # The attempt's contextvars (locals, log sink, ctx): on_cancel hooks run in them.
+        self.attempt_context: contextvars.Context | None = None
+        self.cancel_task: asyncio.Task[None] | None = None
+        self.finishing = False  # the attempt's own work is over; only on_cancel may remain
 
     # -- hooks ----------------------------------------------------------------------
     def hooks(self, kind: str) -> list[BoundHook]:
@@ -180,12 +183,28 @@ class Lifecycle:
 
     # -- the attempt ----------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
-        """Run the attempt to its outcome (a dict for the supervisor); never raises."""
+        """Run the attempt to its outcome (a dict for the supervisor); never raises.
+
+        When the run was cancelled, the outcome waits for the `on_cancel` hooks (at most
+        the grace period), so their calls and logs belong to the attempt.
+        """
         attempt_locals.set(self.locals)
         current_run_hooks.set(self)
+        self.attempt_context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         self.run_done = loop.create_future()
         self.body_task = asyncio.current_task()
+        try:
+            outcome = await self._execute_body()
+        except asyncio.CancelledError:
+            if self.cancel_reason is None:
+                raise
+            _swallow_cancellation()
+            outcome = self._cancelled()
+        await self._settle()
+        return outcome
+
+    async def _execute_body(self) -> dict[str, Any]:
         outcome: dict[str, Any] | None = None
 
         async def innermost() -> None:
@@ -201,6 +220,7 @@ class Lifecycle:
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 raise
+            _swallow_cancellation()
             return self._cancelled()
         except Exception as error:
             if self.cancel_reason is not None:
@@ -210,6 +230,23 @@ class Lifecycle:
             return self._cancelled()
         assert outcome is not None
         return outcome
+
+    async def _settle(self) -> None:
+        """The attempt's work is over: release `run_promise` waiters and let the
+        `on_cancel` hooks finish (they are bounded by the grace period)."""
+        self.finishing = True
+        done = self.run_done
+        if done is not None and not done.done():
+            done.set_exception(
+                TaskRunCancelledError(
+                    f"run of task {self.task.id!r} did not return: the attempt ended before it "
+                    "finished"
+                )
+            )
+            done.exception()  # retrieved: awaiting run_promise is optional
+        if self.cancel_task is not None:
+            with contextlib.suppress(Exception):
+                await self.cancel_task
 
     async def _through_middleware(
         self, chain: list[BoundHook], innermost: Callable[[], Awaitable[None]]
@@ -232,6 +269,11 @@ class Lifecycle:
                 await step(index + 1)
 
             await self.call(middleware, self.arguments(next=next_))
+            if calls > 1:  # the middleware caught the error of its second call
+                raise MiddlewareError(
+                    f"middleware {middleware.label!r} of task {self.task.id!r} called "
+                    "next() twice; call it exactly once"
+                )
             if calls == 0:
                 raise MiddlewareError(
                     f"middleware {middleware.label!r} of task {self.task.id!r} returned "
@@ -255,6 +297,7 @@ class Lifecycle:
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 raise
+            _swallow_cancellation()
             return await self._after_cancel()
         except Exception as error:
             if self.cancel_reason is not None:
@@ -280,7 +323,15 @@ class Lifecycle:
                 self.run_task = loop.run_in_executor(self.threads, lambda: context.run(fn, *args))
                 output = await self.run_task
         except asyncio.CancelledError:
-            done.cancel()
+            if not done.done():
+                done.set_exception(
+                    TaskRunCancelledError(f"run of task {self.task.id!r} was stopped")
+                )
+                done.exception()
+            raise
+        except CompleteTaskWithOutput as early:
+            if not done.done():
+                done.set_result(early.output)
             raise
         except BaseException as error:
             if not done.done():
@@ -390,6 +441,9 @@ class Lifecycle:
         return Decision(error, default_at)
 
     def _interpret(self, hook: BoundHook, answer: Any, error: BaseException, now: int) -> Decision:
+        """Trigger.dev's reading of a `catch_error` answer: `skip_retrying` first, then
+        `retry_at`, `retry_delay_ms`, `retry`; a dict with none of them (`{}`, only
+        `error`, `skip_retrying=False`) fails the run. A key set to None counts as absent."""
         where = f"catch_error hook {hook.label!r} of task {self.task.id!r}"
         if not isinstance(answer, Mapping):
             raise InvalidOptionError(
@@ -402,31 +456,32 @@ class Lifecycle:
                 f"{where} returned unknown key(s) {sorted(unknown)}; valid keys are "
                 f"{', '.join(sorted(CATCH_ERROR_KEYS))}"
             )
-        recorded = answer.get("error", error)
+        given = {key: value for key, value in answer.items() if value is not None}
+        recorded = given.get("error", error)
         if not isinstance(recorded, BaseException):
             raise InvalidOptionError(f"{where} returned error={recorded!r}, not an exception")
-        if answer.get("skip_retrying") or not RETRY_KEYS & set(answer):
+        if given.get("skip_retrying") or self.attempt >= MAX_ATTEMPTS_CEILING:
             return Decision(recorded, None)
-        if self.attempt >= MAX_ATTEMPTS_CEILING:
-            return Decision(recorded, None)
-        if "retry_at" in answer:
-            when = answer["retry_at"]
+        if "retry_at" in given:
+            when = given["retry_at"]
             if not isinstance(when, datetime):
                 raise InvalidOptionError(f"{where} returned retry_at={when!r}, not a datetime")
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
             return Decision(recorded, max(now, int(when.timestamp() * 1000)))
-        if "retry_delay_ms" in answer:
-            delay = answer["retry_delay_ms"]
+        if "retry_delay_ms" in given:
+            delay = given["retry_delay_ms"]
             if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
                 raise InvalidOptionError(
                     f"{where} returned retry_delay_ms={delay!r}; expected milliseconds >= 0"
                 )
             return Decision(recorded, now + round(delay))
-        policy = Retry.from_value(answer["retry"], what=where, default=self.policy())
-        if self.attempt >= policy.max_attempts:
-            return Decision(recorded, None)
-        return Decision(recorded, now + retry_delay_ms(policy, self.attempt, random.random))
+        if "retry" in given:
+            policy = Retry.from_value(given["retry"], what=where, default=self.policy())
+            if self.attempt >= policy.max_attempts:
+                return Decision(recorded, None)
+            return Decision(recorded, now + retry_delay_ms(policy, self.attempt, random.random))
+        return Decision(recorded, None)  # no retry information: the run fails
 
     def _failed(self, decision: Decision) -> dict[str, Any]:
         return {
@@ -451,21 +506,23 @@ class Lifecycle:
     # -- cancellation ---------------------------------------------------------------
     def cancel(self, reason: str, grace_seconds: float) -> None:
         """Cancel the attempt: fire the signal, give `on_cancel` hooks up to the grace
-        period while `run` keeps going, then stop it."""
+        period while `run` keeps going, then stop it (at once without hooks)."""
         if self.cancel_reason is not None:
             return
         self.cancel_reason = reason
         self.signal.abort(reason)
         hooks = self.hooks("on_cancel")
-        if not hooks:
+        if not hooks or self.finishing:
             self._stop()
             return
-        asyncio.get_running_loop().create_task(self._cancel_hooks(hooks, grace_seconds))
+        # In the attempt's context: the hooks see its locals, and their logs are its logs.
+        self.cancel_task = asyncio.get_running_loop().create_task(
+            self._cancel_hooks(hooks, grace_seconds), context=self.attempt_context
+        )
 
     async def _cancel_hooks(self, hooks: list[BoundHook], grace_seconds: float) -> None:
         assert self.run_done is not None
-        run_promise = asyncio.shield(self.run_done)
-        available = self.arguments(run_promise=run_promise)
+        available = self.arguments(run_promise=RunPromise(self.run_done))
 
         async def call_each() -> None:
             for hook in hooks:
@@ -480,6 +537,8 @@ class Lifecycle:
 
     def _stop(self) -> None:
         """Stop whatever the attempt is doing now."""
+        if self.finishing:
+            return
         if self.run_task is not None and not self.run_task.done():
             if self.in_sync_run:
                 self.request_kill()  # a thread cannot be interrupted: stop the process
@@ -488,6 +547,34 @@ class Lifecycle:
             return
         if self.body_task is not None and not self.body_task.done():
             self.body_task.cancel()
+
+
+class RunPromise:
+    """What `on_cancel` hooks get as `run_promise`: awaiting it returns the run's output
+    or raises its error. Awaiting is optional, and it may be awaited more than once."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self._future = future
+
+    def done(self) -> bool:
+        """True once `run` has returned or raised."""
+        return self._future.done()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.shield(self._future).__await__()
+
+    def __repr__(self) -> str:
+        return f"RunPromise(done={self._future.done()})"
+
+
+def _swallow_cancellation() -> None:
+    """The attempt handles its own cancellation: clear the request on the current task so
+    code that still runs (cleanup, on_cancel) is not treated as cancelled."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        current.uncancel()
 
 
 _GLOBAL_KINDS = frozenset(

@@ -38,6 +38,7 @@ from ..store.records import (
     AttemptStart,
     ClaimedRun,
     NewEvent,
+    QueueDeclaration,
     TaskDefinitionRecord,
     WorkerInfo,
     WorkerTick,
@@ -143,6 +144,9 @@ class Supervisor:
         ]
         if records:
             await self._call(self.store.task_catalog_upsert, records)
+        queues = declared_queues(self.executors[0] if self.executors else None)
+        if queues:
+            await self._call(self.store.queues_declare, queues, now)
         info = WorkerInfo(
             id=self.worker_id,
             hostname=socket.gethostname(),
@@ -443,6 +447,7 @@ class Supervisor:
                 events=events,
                 claim_limit=claim,
                 read_signals=read_signals,
+                environment_limit=self.config.environment_concurrency_limit,
             )
             try:
                 began = time.perf_counter()
@@ -595,6 +600,24 @@ class Supervisor:
         if DELAYED in messages:
             self._maintenance_wake.set()
         self._work.set()
+
+
+def declared_queues(executor: ExecutorProcess | None) -> list[QueueDeclaration]:
+    """The queues the task modules use: each task's own, and those declared with queue()."""
+    if executor is None:
+        return []
+    found: dict[str, QueueDeclaration] = {}
+    for text in executor.specs:
+        spec = TaskSpec.from_json(text.encode())
+        kind = "task" if spec.queue == f"task/{spec.id}" else "custom"
+        found[spec.queue] = QueueDeclaration(
+            spec.queue, kind, spec.concurrency_limit, spec.total_concurrency_limit
+        )
+    for queue in executor.queues:
+        found[queue["name"]] = QueueDeclaration(
+            queue["name"], "custom", queue.get("limit"), queue.get("total")
+        )
+    return list(found.values())
 
 
 def default_executor_count() -> int:

@@ -5,7 +5,7 @@ CREATE TABLE runs (
     id                      TEXT PRIMARY KEY,
     task_id                 TEXT NOT NULL,
     queue                   TEXT NOT NULL,
-    concurrency_key         TEXT,
+    concurrency_key         TEXT NOT NULL DEFAULT '',
     status                  TEXT NOT NULL,
     payload                 BLOB,
     output                  BLOB,
@@ -36,13 +36,15 @@ CREATE TABLE runs (
     created_at              INTEGER NOT NULL,
     updated_at              INTEGER NOT NULL,
     started_at              INTEGER,
-    finished_at             INTEGER
+    finished_at             INTEGER,
+    isolate                 INTEGER NOT NULL DEFAULT 0
 );
 
--- The claim scans ready runs in queue order.
-CREATE INDEX runs_ready ON runs (sort_key) WHERE status = 'QUEUED';
+-- The claim walks the sub-queues (queue, concurrency key) that have ready runs, and takes
+-- each one's oldest runs; limits count the runs of a sub-queue that are held by workers.
+CREATE INDEX runs_ready ON runs (queue, concurrency_key, sort_key) WHERE status = 'QUEUED';
+CREATE INDEX runs_active ON runs (queue, concurrency_key) WHERE status IN ('DEQUEUED', 'EXECUTING');
 CREATE INDEX runs_delayed ON runs (delay_until) WHERE status = 'DELAYED';
-CREATE INDEX runs_held ON runs (worker_id) WHERE status IN ('DEQUEUED', 'EXECUTING');
 CREATE INDEX runs_task ON runs (task_id, id);
 CREATE UNIQUE INDEX runs_idempotency ON runs (task_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -94,6 +96,19 @@ CREATE TABLE leaders (
     name        TEXT PRIMARY KEY,
     holder      TEXT NOT NULL,
     expires_at  INTEGER NOT NULL
+);
+
+-- Queues known to workers: every task's own queue and every queue declared in code.
+-- `concurrency_limit` comes from code; `limit_override` and `paused` from management calls.
+CREATE TABLE queues (
+    name                TEXT PRIMARY KEY,
+    kind                TEXT NOT NULL,
+    concurrency_limit   INTEGER,
+    key_total_limit     INTEGER,
+    limit_override      INTEGER,
+    overridden_at       INTEGER,
+    paused              INTEGER NOT NULL DEFAULT 0,
+    updated_at          INTEGER NOT NULL
 );
 
 CREATE TABLE tasks (

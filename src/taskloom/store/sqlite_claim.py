@@ -1,0 +1,232 @@
+"""The SQLite claim: pick ready runs fairly and within every limit, inside the caller's
+write transaction (`BEGIN IMMEDIATE`), so limits hold with any number of workers.
+
+Runs wait in sub-queues: (queue, concurrency key), the key '' when there is none. A
+queue's limit applies to each of its sub-queues (a concurrency key gets its own copy of
+the limit); an optional `key_total_limit` caps a queue's sub-queues together, and the
+environment limit caps everything. Only DEQUEUED and EXECUTING runs count.
+
+Fairness: each claim visits the sub-queues that have ready runs in key order, starting
+after where this worker's previous claim stopped (round robin), gives each at most an
+equal share of the batch, and finally takes the oldest candidates (queue timestamp minus
+priority) first. A sub-queue with 10,000 ready runs cannot starve one with a single run.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .records import ClaimedRun
+
+CLAIM_COLUMNS = (
+    "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, tags, "
+    "metadata, idempotency_key, parent_run_id, root_run_id, depth, is_test, replayed_from, "
+    "created_at, concurrency_key, sort_key, isolate"
+)
+
+SELECT_QUEUE_SETTINGS = """
+SELECT name, COALESCE(limit_override, concurrency_limit), key_total_limit, paused FROM queues
+WHERE paused = 1 OR concurrency_limit IS NOT NULL OR limit_override IS NOT NULL
+    OR key_total_limit IS NOT NULL
+"""
+
+SELECT_ACTIVE = """
+SELECT queue, concurrency_key, COUNT(*) FROM runs
+WHERE status IN ('DEQUEUED', 'EXECUTING')
+GROUP BY queue, concurrency_key
+"""
+
+# A loose index scan: the next `?` distinct (queue, key) pairs with queued runs after a
+# cursor. A pair travels as one text, queue + U+001F + key (names and keys never hold
+# control characters). Each step is two index seeks that jump over a whole sub-queue:
+# first a later key in the same queue, else the first key of a later queue.
+SEPARATOR = "\x1f"
+SELECT_PAIRS_AFTER = """
+WITH RECURSIVE pairs(n, pair) AS (
+    SELECT 0, ? || char(31) || ?
+    UNION ALL
+    SELECT pairs.n + 1, COALESCE(
+        (SELECT r.queue || char(31) || r.concurrency_key FROM runs AS r
+         WHERE r.status = 'QUEUED'
+           AND r.queue = substr(pairs.pair, 1, instr(pairs.pair, char(31)) - 1)
+           AND r.concurrency_key > substr(pairs.pair, instr(pairs.pair, char(31)) + 1)
+         ORDER BY r.concurrency_key LIMIT 1),
+        (SELECT r.queue || char(31) || r.concurrency_key FROM runs AS r
+         WHERE r.status = 'QUEUED'
+           AND r.queue > substr(pairs.pair, 1, instr(pairs.pair, char(31)) - 1)
+         ORDER BY r.queue, r.concurrency_key LIMIT 1))
+    FROM pairs
+    WHERE pairs.pair IS NOT NULL AND pairs.n < ?
+)
+SELECT pair FROM pairs WHERE n > 0 AND pair IS NOT NULL
+"""
+
+SELECT_HEADS = """
+SELECT sort_key, id FROM runs
+WHERE status = 'QUEUED' AND queue = ? AND concurrency_key = ? AND available_at <= ?
+    AND (expires_at IS NULL OR expires_at > ?)
+ORDER BY sort_key
+LIMIT ? OFFSET ?
+"""
+
+CLAIM_PREFIX = """
+UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1, expires_at = NULL,
+    updated_at = ?
+WHERE status = 'QUEUED' AND id IN ("""
+CLAIM_SUFFIX = f") RETURNING {CLAIM_COLUMNS}"
+
+CHUNK = 500
+START = ("", "")
+
+Pair = tuple[str, str]
+
+
+@dataclass(slots=True)
+class QueueSettings:
+    """What limits a queue: its effective limit, key total cap, and whether it is paused."""
+
+    limit: int | None = None
+    key_total: int | None = None
+    paused: bool = False
+
+
+@dataclass(slots=True)
+class Claimer:
+    """Claims for one store connection; remembers where its round robin stopped."""
+
+    cursor: Pair = START
+    stats: dict[str, int] = field(default_factory=lambda: {"claims": 0, "pairs": 0})
+
+    def claim(
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        now: int,
+        limit: int,
+        environment_limit: int | None,
+    ) -> list[ClaimedRun]:
+        """Claim up to `limit` runs for `worker_id`; they become DEQUEUED."""
+        settings = {
+            name: QueueSettings(lim, total, bool(paused))
+            for name, lim, total, paused in conn.execute(SELECT_QUEUE_SETTINGS)
+        }
+        active: dict[Pair, int] = {}
+        if settings or environment_limit is not None:
+            active = {(q, k): n for q, k, n in conn.execute(SELECT_ACTIVE)}
+        budget = limit
+        if environment_limit is not None:
+            budget = min(budget, environment_limit - sum(active.values()))
+        if budget <= 0:
+            return []
+        pairs = self._pairs(conn, budget)
+        if not pairs:
+            return []
+        caps: dict[Pair, int] = {}
+        for pair in pairs:
+            queue = settings.get(pair[0])
+            cap = budget
+            if queue is not None:
+                if queue.paused:
+                    continue
+                if queue.limit is not None:
+                    cap = min(cap, queue.limit - active.get(pair, 0))
+            if cap > 0:
+                caps[pair] = cap
+        if not caps:
+            return []
+        candidates = self._candidates(conn, caps, budget, now)
+        chosen = _choose(candidates, budget, settings, active)
+        self.stats["claims"] += 1
+        self.stats["pairs"] += len(pairs)
+        return _claim_ids(conn, chosen, worker_id, now)
+
+    def _pairs(self, conn: sqlite3.Connection, wanted: int) -> list[Pair]:
+        found = _pairs_after(conn, self.cursor, wanted)
+        if len(found) < wanted and self.cursor != START:
+            seen = set(found)
+            for pair in _pairs_after(conn, START, wanted - len(found)):
+                if pair in seen:
+                    break
+                found.append(pair)
+        self.cursor = found[-1] if found else START
+        return found
+
+    @staticmethod
+    def _candidates(
+        conn: sqlite3.Connection, caps: dict[Pair, int], budget: int, now: int
+    ) -> list[tuple[int, str, str, str]]:
+        share = max(1, math.ceil(budget / len(caps)))
+        found: list[tuple[int, str, str, str]] = []
+        short: list[tuple[Pair, int, int]] = []
+        for pair, cap in caps.items():
+            want = min(cap, share)
+            rows = conn.execute(SELECT_HEADS, (*pair, now, now, want, 0)).fetchall()
+            found.extend((sort_key, run_id, *pair) for sort_key, run_id in rows)
+            if len(rows) == want and cap > want:
+                short.append((pair, cap, want))
+        # Top up from sub-queues that had more than their share, when others had less.
+        for pair, cap, got in short:
+            if len(found) >= budget:
+                break
+            more = min(cap - got, budget - len(found))
+            rows = conn.execute(SELECT_HEADS, (*pair, now, now, more, got)).fetchall()
+            found.extend((sort_key, run_id, *pair) for sort_key, run_id in rows)
+        found.sort()
+        return found
+
+
+def _pairs_after(conn: sqlite3.Connection, after: Pair, wanted: int) -> list[Pair]:
+    rows = conn.execute(SELECT_PAIRS_AFTER, (*after, wanted)).fetchall()
+    pairs: list[Pair] = []
+    for (text,) in rows:
+        queue, _, key = text.partition(SEPARATOR)
+        pairs.append((queue, key))
+    return pairs
+
+
+def _choose(
+    candidates: list[tuple[int, str, str, str]],
+    budget: int,
+    settings: dict[str, QueueSettings],
+    active: dict[Pair, int],
+) -> list[str]:
+    """The oldest candidates, keeping each queue's total across keys under its cap."""
+    totals: dict[str, int] = defaultdict(int)
+    capped = {name for name, s in settings.items() if s.key_total is not None}
+    if capped:
+        for (queue, _key), count in active.items():
+            if queue in capped:
+                totals[queue] += count
+    chosen: list[str] = []
+    for _sort_key, run_id, queue, _key in candidates:
+        if len(chosen) >= budget:
+            break
+        if queue in capped:
+            cap = settings[queue].key_total
+            assert cap is not None
+            if totals[queue] >= cap:
+                continue
+            totals[queue] += 1
+        chosen.append(run_id)
+    return chosen
+
+
+def _claim_ids(
+    conn: sqlite3.Connection, run_ids: list[str], worker_id: str, now: int
+) -> list[ClaimedRun]:
+    claimed: list[ClaimedRun] = []
+    for start in range(0, len(run_ids), CHUNK):
+        chunk = run_ids[start : start + CHUNK]
+        query = CLAIM_PREFIX + ",".join("?" * len(chunk)) + CLAIM_SUFFIX
+        for row in conn.execute(query, (worker_id, now, *chunk)):
+            values = list(row)
+            if isinstance(values[9], str):
+                values[9] = values[9].encode()  # tags are stored as TEXT for json_each
+            values[18] = values[18] or None  # concurrency key '' means none
+            values[20] = bool(values[20])
+            claimed.append(ClaimedRun(*values))
+    claimed.sort(key=lambda run: run.sort_key)
+    return claimed
