@@ -73,8 +73,10 @@ def failure(
     attempt_status: str,
     started_at: int | None,
     finished_at: int,
+    machine: str | None = None,
 ) -> AttemptOutcome:
-    """The attempt failed: retry at `retry_at`, or end the run with `final_status`."""
+    """The attempt failed: retry at `retry_at` (on `machine` when given), or end the run
+    with `final_status`."""
     if retry_at is not None:
         return AttemptOutcome(
             run_id=run_id,
@@ -86,6 +88,7 @@ def failure(
             started_at=started_at,
             error=error,
             retry_at=retry_at,
+            machine=machine,
         )
     return AttemptOutcome(
         run_id=run_id,
@@ -127,4 +130,44 @@ def crash(
         attempt_status=ATTEMPT_CRASHED,
         started_at=started_at,
         finished_at=now,
+    )
+
+
+def oom_retry_machine(policy: Retry, current: str, attempt: int) -> str | None:
+    """The bigger machine an out-of-memory attempt is retried on, if the policy names one
+    (different from the current one) and attempts remain."""
+    target = (policy.out_of_memory or {}).get("machine")
+    if not target or target == current or attempt >= policy.max_attempts:
+        return None
+    return target
+
+
+def out_of_memory(
+    run_id: str,
+    attempt: int,
+    worker_id: str,
+    *,
+    machine: str,
+    max_attempts: int,
+    retry: bytes | dict[str, Any],
+    reason: str,
+    now: int,
+    started_at: int | None,
+) -> AttemptOutcome:
+    """The attempt ran out of its machine's memory: retried at once on the machine named by
+    `retry.out_of_memory`, else the run ends CRASHED."""
+    policy_data = orjson.loads(retry) if isinstance(retry, bytes) else retry
+    policy = Retry.from_json(policy_data).with_max_attempts(max_attempts)
+    bigger = oom_retry_machine(policy, machine, attempt)
+    return failure(
+        run_id,
+        attempt,
+        worker_id,
+        error_json("OutOfMemoryError", reason, code="TASK_PROCESS_OOM_KILLED"),
+        retry_at=None if bigger is None else now,
+        final_status=RunStatus.CRASHED.value,
+        attempt_status=ATTEMPT_CRASHED,
+        started_at=started_at,
+        finished_at=now,
+        machine=bigger,
     )

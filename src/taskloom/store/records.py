@@ -196,6 +196,7 @@ class AttemptOutcome:
     retry_at: int | None = None
     released: bool = False
     clear_idempotency_key: bool = False
+    machine: str | None = None  # the machine of the next attempt, when it changes
 
 
 @dataclass(frozen=True, slots=True)

@@ -553,6 +553,7 @@ def _finish_attempts(
                     o.status,
                     1 if o.released else 0,
                     1 if o.clear_idempotency_key else 0,
+                    o.machine,
                     now,
                     o.run_id,
                     o.attempt,

@@ -225,6 +225,7 @@ def _claim_ids(
             values = list(row)
             if isinstance(values[9], str):
                 values[9] = values[9].encode()  # tags are stored as TEXT for json_each
+            values[15] = bool(values[15])
             values[18] = values[18] or None  # concurrency key '' means none
             values[20] = bool(values[20])
             claimed.append(ClaimedRun(*values))

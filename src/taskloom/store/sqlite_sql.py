@@ -46,6 +46,7 @@ UPDATE runs SET
     worker_id = CASE WHEN ? = 'QUEUED' THEN NULL ELSE worker_id END,
     attempt = attempt - ?,
     idempotency_key = CASE WHEN ? THEN NULL ELSE idempotency_key END,
+    machine = COALESCE(?, machine),
     updated_at = ?
 WHERE id = ? AND attempt = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
 """

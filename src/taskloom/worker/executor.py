@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The supervisor decides when we stop: ignore the terminal's Ctrl-C and SIGTERM drains.
     os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
+    cpus = os.environ.get("TASKLOOM_EXECUTOR_CPUS")
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # the machine's CPU share
     install_capture()
     code = asyncio.run(_main(args.fd))
     sys.stdout.flush()

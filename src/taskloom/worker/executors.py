@@ -55,6 +55,10 @@ class ExecutorProcess:
     specs: list[str] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
     retiring: bool = False
+    machine: str = "small-1x"
+    isolated: bool = False
+    memory_limit: int | None = None
+    over_memory: bool = False
 
     @property
     def pid(self) -> int:
@@ -113,8 +117,13 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-async def spawn_executor(index: int, config: Config) -> ExecutorProcess:
-    """Start an executor process connected by a socket pair."""
+async def spawn_executor(
+    index: int, config: Config, *, machine: str | None = None, cpus: list[int] | None = None
+) -> ExecutorProcess:
+    """Start an executor process connected by a socket pair (pinned to `cpus` if given)."""
+    env = executor_environment(config)
+    if cpus:
+        env["TASKLOOM_EXECUTOR_CPUS"] = ",".join(str(c) for c in cpus)
     parent, child = socket.socketpair()
     try:
         process = await asyncio.create_subprocess_exec(
@@ -124,10 +133,12 @@ async def spawn_executor(index: int, config: Config) -> ExecutorProcess:
             "--fd",
             str(child.fileno()),
             pass_fds=(child.fileno(),),
-            env=executor_environment(config),
+            env=env,
             cwd=str(config.project_root),
         )
     finally:
         child.close()
     reader, raw_writer = await asyncio.open_connection(sock=parent, limit=1 << 20)
-    return ExecutorProcess(index, process, reader, FrameWriter(raw_writer))
+    executor = ExecutorProcess(index, process, reader, FrameWriter(raw_writer))
+    executor.machine = machine or config.machine
+    return executor

@@ -4,7 +4,8 @@ One asyncio loop; every store call runs on one dedicated thread, so the loop sta
 for executor messages and heartbeats. Writes are group-committed: whatever starts,
 outcomes and events arrived while the previous transaction ran go into the next one,
 together with the next claim (`Store.worker_tick`). An idle worker sleeps until a wake-up
-datagram, a retry timer or the poll fallback.
+datagram, a retry timer or the poll fallback. Executors are managed by `pools`, the
+attempts they run by `dispatcher`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,10 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
-
-import orjson
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
-from ..engine import outcomes
 from ..engine.engine import Engine
 from ..engine.spec import TaskSpec
 from ..engine.wake import DELAYED, RUNS_READY, SIGNAL, WakeListener, wake_directory
@@ -36,15 +33,15 @@ from ..services.maintenance import DelayedPromoter, LeaseRescuer, TtlExpirer
 from ..store.records import (
     AttemptOutcome,
     AttemptStart,
-    ClaimedRun,
     NewEvent,
     QueueDeclaration,
     TaskDefinitionRecord,
     WorkerInfo,
     WorkerTick,
 )
-from .executors import ExecutorFailure, ExecutorProcess, describe_exit, spawn_executor
-from .ipc import read_frame
+from .dispatcher import Dispatcher, InFlight
+from .executors import ExecutorFailure, ExecutorProcess
+from .pools import ExecutorPools
 
 log = logging.getLogger("taskloom.internal.worker")
 T = TypeVar("T")
@@ -53,22 +50,12 @@ MAINTENANCE_LEADER = "maintenance"
 TICK_GATHER_SECONDS = 0.002
 
 
-@dataclass(slots=True)
-class InFlight:
-    """A claimed run this worker is executing."""
-
-    run: ClaimedRun
-    worker_id: str
-    executor: ExecutorProcess
-    started_at: int | None = None
-
-
 class WorkerStartError(Exception):
     """The worker could not start (a task module failed to import, ...)."""
 
 
 class Supervisor:
-    """A worker process: `await Supervisor(config).run()` until SIGTERM/SIGINT."""
+    """A worker process: `await Supervisor(engine).run()` until SIGTERM/SIGINT."""
 
     def __init__(
         self,
@@ -91,8 +78,10 @@ class Supervisor:
         self.worker_id = new_id("worker")
         self.lease_ms = round(self.config.lease_seconds * 1000)
 
-        self.executors: list[ExecutorProcess] = []
-        self.in_flight: dict[str, InFlight] = {}
+        self.pools = ExecutorPools(
+            self.config, self.executor_count, self._on_spawned, self._on_memory_exceeded
+        )
+        self.dispatcher = Dispatcher(self, self.config, self.pools)
         self._pending_starts: dict[str, AttemptStart] = {}
         self._pending_outcomes: list[AttemptOutcome] = []
         self._pending_events: list[NewEvent] = []
@@ -102,51 +91,97 @@ class Supervisor:
         self._signals_wanted = True
         self._draining = False
         self._stopped = asyncio.Event()
-        self._writes_idle = asyncio.Event()
         self._last_write = 0.0
         self._last_tick = 0.0
+        self._ticking = False
+        self._claim_requests = 0  # counts reasons to claim, so none is lost during a claim
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskloom-db")
         self._background: list[asyncio.Task[Any]] = []
         self._listener: WakeListener | None = None
         self.promoter = DelayedPromoter(self.store)
         self.expirer = TtlExpirer(self.store)
         self.rescuer = LeaseRescuer(self.store, self.lease_ms)
-        self.completed = 0
         self.stats = {"ticks": 0, "claimed": 0, "outcomes": 0, "starts": 0, "db_seconds": 0.0}
+
+    @property
+    def in_flight(self) -> dict[str, InFlight]:
+        """Attempts this worker holds, by run id."""
+        return self.dispatcher.in_flight
+
+    @property
+    def executors(self) -> list[ExecutorProcess]:
+        """The executor processes alive now."""
+        return self.pools.executors
+
+    @property
+    def completed(self) -> int:
+        """Attempts that reported an outcome since start."""
+        return self.dispatcher.completed
+
+    # -- what the dispatcher asks of us ------------------------------------------------
+    def now(self) -> int:
+        return self.clock.now_ms()
+
+    def add_outcome(self, outcome: AttemptOutcome) -> None:
+        self._pending_outcomes.append(outcome)
+        self._work.set()
+
+    def add_start(self, run_id: str, attempt: int, started_at: int) -> None:
+        self._pending_starts[run_id] = AttemptStart(run_id, attempt, started_at)
+        self._work.set()
+
+    def drop_start(self, run_id: str) -> None:
+        self._pending_starts.pop(run_id, None)
+
+    def add_events(self, events: list[NewEvent]) -> None:
+        self._pending_events.extend(events)
+        self._work.set()
+
+    def release(self, held: list[InFlight], *, isolate: bool) -> None:
+        """Put attempts back in their queues without using an attempt (in the background)."""
+        asyncio.get_running_loop().create_task(self._release(held, isolate=isolate))
+
+    async def _release(self, held: list[InFlight], *, isolate: bool) -> list[str]:
+        by_worker: dict[str, list[str]] = {}
+        for item in held:
+            by_worker.setdefault(item.worker_id, []).append(item.run.id)
+        released: list[str] = []
+        for worker_id, ids in by_worker.items():
+            now = self.now()
+            released += await self._call(
+                lambda w=worker_id, i=ids: self.store.runs_release(w, i, now, isolate=isolate)
+            )
+        if released:
+            self.engine.notifier.notify(RUNS_READY)
+            self.want_claim()
+        return released
+
+    def want_claim(self) -> None:
+        self._claim_wanted = True
+        self._claim_requests += 1
+        self._work.set()
+
+    def wake_at(self, when_ms: int) -> None:
+        delay = max(0.0, (when_ms - self.now()) / 1000)
+        asyncio.get_running_loop().call_later(delay, self.want_claim)
 
     # -- plumbing -------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, fn, *args)
 
-    def _now(self) -> int:
-        return self.clock.now_ms()
-
     # -- lifecycle ------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
         await self._call(self.store.migrate)
-        failure = await self._start_executors()
+        failure = await self.pools.start()
         if failure is not None:
-            await self._stop_executors()
+            await self.pools.stop_all()
             self._db.shutdown(wait=True)
             raise WorkerStartError(_describe_failure(failure))
-        specs = self.executors[0].specs if self.executors else []
-        now = self._now()
-        records = [
-            TaskDefinitionRecord(
-                id=TaskSpec.from_json(s.encode()).id,
-                definition=s.encode(),
-                file_path=TaskSpec.from_json(s.encode()).file_path,
-                updated_at=now,
-            )
-            for s in specs
-        ]
-        if records:
-            await self._call(self.store.task_catalog_upsert, records)
-        queues = declared_queues(self.executors[0] if self.executors else None)
-        if queues:
-            await self._call(self.store.queues_declare, queues, now)
+        first = self.pools.executors[0] if self.pools.executors else None
+        records = await self._announce(first)
+        now = self.now()
         info = WorkerInfo(
             id=self.worker_id,
             hostname=socket.gethostname(),
@@ -166,8 +201,9 @@ class Supervisor:
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._maintenance_loop(), name="maintenance"),
             asyncio.create_task(self._poll_loop(), name="poll"),
+            asyncio.create_task(self.pools.watch_memory(), name="memory"),
         ]
-        for executor in self.executors:
+        for executor in self.pools.executors:
             self._background.append(asyncio.create_task(self._watch(executor)))
         self._work.set()
         if self.on_ready is not None:
@@ -175,6 +211,22 @@ class Supervisor:
         await self._stopped.wait()
         await self._shutdown()
         return 0
+
+    async def _announce(self, executor: ExecutorProcess | None) -> list[TaskDefinitionRecord]:
+        """Publish the task catalog and the queues the task modules declare."""
+        if executor is None:
+            return []
+        now = self.now()
+        records = []
+        for text in executor.specs:
+            spec = TaskSpec.from_json(text.encode())
+            records.append(TaskDefinitionRecord(spec.id, text.encode(), spec.file_path, now))
+        if records:
+            await self._call(self.store.task_catalog_upsert, records)
+        queues = declared_queues(executor)
+        if queues:
+            await self._call(self.store.queues_declare, queues, now)
+        return records
 
     def request_stop(self) -> None:
         """Begin a graceful stop (SIGTERM): claim nothing more, let attempts finish."""
@@ -190,34 +242,29 @@ class Supervisor:
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.config.shutdown_grace_seconds
         while self.in_flight and time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._in_flight_changed(), deadline - time.monotonic())
+            await asyncio.sleep(0.01)
         await self._release_all()
 
-    async def _in_flight_changed(self) -> None:
-        before = len(self.in_flight)
-        while len(self.in_flight) == before and self.in_flight:
-            await asyncio.sleep(0.01)
-
     async def _release_all(self) -> None:
-        held = list(self.in_flight.values())
+        if self._stopped.is_set():
+            return
+        held = self.dispatcher.take_all("worker shutting down")
         if held:
-            for item in held:
-                item.executor.send(["cancel", item.run.id, "worker shutting down"])
-                item.executor.in_flight.discard(item.run.id)
-                self.in_flight.pop(item.run.id, None)
-                self._pending_starts.pop(item.run.id, None)
-            ids = [item.run.id for item in held]
-            released = await self._call(self.store.runs_release, self.worker_id, ids, self._now())
+            released = await self._release(held, isolate=False)
             log.warning("released %d run(s) back to their queues: %s", len(released), released)
         await self._flush_writes()
         self._stopped.set()
 
     async def _flush_writes(self) -> None:
-        while self._pending_outcomes or self._pending_starts or self._pending_events:
+        """Wait until everything pending is written, including a tick under way."""
+        while (
+            self._pending_outcomes
+            or self._pending_starts
+            or self._pending_events
+            or self._ticking
+        ):
             self._work.set()
             await asyncio.sleep(0.005)
-        await asyncio.sleep(0)
 
     async def _shutdown(self) -> None:
         for task in self._background:
@@ -225,196 +272,31 @@ class Supervisor:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._stop_executors()
+        await self.pools.stop_all()
         if self._listener is not None:
             asyncio.get_running_loop().remove_reader(self._listener.socket.fileno())
             self._listener.close()
         with contextlib.suppress(Exception):
             await self._call(self.store.leader_resign, MAINTENANCE_LEADER, self.worker_id)
-            await self._call(self.store.worker_stop, self.worker_id, self._now())
+            await self._call(self.store.worker_stop, self.worker_id, self.now())
         self._db.shutdown(wait=True)
         if os.environ.get("TASKLOOM_WORKER_STATS"):
             print(f"taskloom worker stats: {self.stats}", file=sys.stderr)
 
     # -- executors ------------------------------------------------------------------
-    async def _start_executors(self) -> ExecutorFailure | None:
-        spawned = await asyncio.gather(
-            *(spawn_executor(i, self.config) for i in range(self.executor_count))
-        )
-        self.executors = list(spawned)
-        failures = await asyncio.gather(*(e.wait_ready() for e in self.executors))
-        return next((f for f in failures if f is not None), None)
+    def _on_spawned(self, executor: ExecutorProcess) -> None:
+        self._background.append(asyncio.create_task(self._watch(executor)))
+        self.dispatcher.executor_ready(executor)
+        self.want_claim()
 
-    async def _stop_executors(self) -> None:
-        await asyncio.gather(*(e.stop() for e in self.executors), return_exceptions=True)
+    def _on_memory_exceeded(self, executor: ExecutorProcess, used: int, limit: int) -> None:
+        self.dispatcher.on_memory_exceeded(executor, used, limit)
 
     async def _watch(self, executor: ExecutorProcess) -> None:
-        """Read an executor's messages until it exits; then account for what it held."""
-        while True:
-            messages = await read_frame(executor.reader)
-            if messages is None:
-                break
-            for message in messages:
-                kind = message[0]
-                if kind == "done":
-                    self._on_done(message[1], message[2], message[3])
-                elif kind == "started":
-                    self._on_started(message[1], message[2], message[3])
-                elif kind == "events":
-                    self._on_events(message[1], message[2], message[3])
-                elif kind == "kill":
-                    self._on_kill_request(executor, message[1], message[2], message[3])
-        code = await executor.process.wait()
+        code = await self.dispatcher.watch(executor)
         if self._stopped.is_set():
             return
-        self._on_executor_death(executor, code)
-
-    def _on_kill_request(
-        self, executor: ExecutorProcess, run_id: str, attempt: int, reason: str
-    ) -> None:
-        """A cancelled sync attempt must be stopped: its executor process is killed. The
-        cancelled attempt is recorded; the executor's other attempts go back to their
-        queues without using an attempt, and a new executor takes its place."""
-        now = self._now()
-        item = self.in_flight.get(run_id)
-        if item is not None and item.run.attempt == attempt and item.executor is executor:
-            del self.in_flight[run_id]
-            self._pending_starts.pop(run_id, None)
-            self._add_outcome(
-                outcomes.failure(
-                    run_id,
-                    attempt,
-                    item.worker_id,
-                    outcomes.error_json(
-                        "TaskRunCancelledError",
-                        f"{reason} (the attempt's process was stopped)",
-                        code="TASK_RUN_CANCELLED",
-                    ),
-                    retry_at=None,
-                    final_status="CANCELED",
-                    attempt_status="CANCELED",
-                    started_at=item.started_at,
-                    finished_at=now,
-                )
-            )
-        executor.in_flight.discard(run_id)
-        others = [self.in_flight.pop(r) for r in list(executor.in_flight) if r in self.in_flight]
-        executor.in_flight.clear()
-        executor.retiring = True
-        for other in others:
-            self._pending_starts.pop(other.run.id, None)
-        asyncio.get_running_loop().create_task(self._release_and_kill(executor, others))
-
-    async def _release_and_kill(self, executor: ExecutorProcess, held: list[InFlight]) -> None:
-        if held:
-            ids = [item.run.id for item in held]
-            await self._call(self.store.runs_release, held[0].worker_id, ids, self._now())
-            self.engine.notifier.notify(RUNS_READY)
-        executor.kill()
-
-    def _on_executor_death(self, executor: ExecutorProcess, code: int) -> None:
-        now = self._now()
-        held = [self.in_flight.pop(run_id) for run_id in list(executor.in_flight)]
-        executor.in_flight.clear()
-        reason = f"the executor process (pid {executor.pid}) {describe_exit(code)}"
-        log.error("%s while running %d attempt(s)", reason, len(held))
-        for item in held:
-            self._pending_starts.pop(item.run.id, None)
-            outcome = outcomes.crash(
-                item.run.id,
-                item.run.attempt,
-                item.worker_id,
-                max_attempts=item.run.max_attempts,
-                retry=item.run.retry,
-                reason=f"{reason} during attempt {item.run.attempt}",
-                code="TASK_PROCESS_EXITED",
-                now=now,
-                started_at=item.started_at,
-            )
-            self._add_outcome(outcome)
-        if executor in self.executors and not self._draining:
-            self.executors.remove(executor)
-            asyncio.get_running_loop().create_task(self._replace(executor.index))
-
-    async def _replace(self, index: int) -> None:
-        replacement = await spawn_executor(index, self.config)
-        failure = await replacement.wait_ready()
-        if failure is not None:
-            log.error("replacement executor failed to start: %s", _describe_failure(failure))
-            await replacement.stop()
-            self.request_stop()
-            return
-        self.executors.append(replacement)
-        self._background.append(asyncio.create_task(self._watch(replacement)))
-        self._claim_wanted = True
-        self._work.set()
-
-    # -- messages from executors ----------------------------------------------------
-    def _on_started(self, run_id: str, attempt: int, started_at: int) -> None:
-        item = self.in_flight.get(run_id)
-        if item is None or item.run.attempt != attempt:
-            return
-        item.started_at = started_at
-        self._pending_starts[run_id] = AttemptStart(run_id, attempt, started_at)
-        self._work.set()
-
-    def _on_events(self, run_id: str, attempt: int, events: list[list[Any]]) -> None:
-        self._pending_events.extend(
-            NewEvent(run_id, attempt, ts, kind, orjson.dumps(data)) for ts, kind, data in events
-        )
-        self._work.set()
-
-    def _on_done(self, run_id: str, attempt: int, result: dict[str, Any]) -> None:
-        item = self.in_flight.get(run_id)
-        if item is None or item.run.attempt != attempt:
-            return
-        del self.in_flight[run_id]
-        item.executor.in_flight.discard(run_id)
-        self._pending_starts.pop(run_id, None)
-        started_at = result.get("started_at") or item.started_at
-        finished_at = result["finished_at"]
-        events = result.get("events")
-        if events:
-            self._on_events(run_id, attempt, events)
-        if result["ok"]:
-            outcome = outcomes.success(
-                run_id,
-                attempt,
-                item.worker_id,
-                result["output"].encode(),
-                started_at=started_at,
-                finished_at=finished_at,
-            )
-        else:
-            retry_at = result.get("retry_at")
-            outcome = outcomes.failure(
-                run_id,
-                attempt,
-                item.worker_id,
-                orjson.dumps(result["error"]),
-                retry_at=retry_at,
-                final_status=result["status"],
-                attempt_status=result["attempt_status"],
-                started_at=started_at,
-                finished_at=finished_at,
-            )
-            if retry_at is not None:
-                self._wake_at(retry_at)
-        self.completed += 1
-        self._add_outcome(outcome)
-
-    def _add_outcome(self, outcome: AttemptOutcome) -> None:
-        self._pending_outcomes.append(outcome)
-        self._work.set()
-
-    def _wake_at(self, when_ms: int) -> None:
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, (when_ms - self._now()) / 1000)
-        loop.call_later(delay, self._want_claim)
-
-    def _want_claim(self) -> None:
-        self._claim_wanted = True
-        self._work.set()
+        self.dispatcher.on_exit(executor, code, stopping=self._draining)
 
     # -- the tick loop --------------------------------------------------------------
     async def _tick_loop(self) -> None:
@@ -427,101 +309,75 @@ class Supervisor:
             if since < TICK_GATHER_SECONDS:
                 await asyncio.sleep(TICK_GATHER_SECONDS - since)
             self._work.clear()
-            starts = list(self._pending_starts.values())
-            self._pending_starts.clear()
-            outcomes_, self._pending_outcomes = self._pending_outcomes, []
-            events, self._pending_events = self._pending_events, []
-            read_signals = self._signals_wanted
-            self._signals_wanted = False
-            capacity = self.concurrency - len(self.in_flight)
-            if not any(not e.retiring for e in self.executors):
-                capacity = 0  # every executor is being replaced: claim after the new one starts
-            claim = capacity if self._claim_wanted and not self._draining and capacity > 0 else 0
-            if not (starts or outcomes_ or events or claim or read_signals):
-                continue
-            tick = WorkerTick(
-                worker_id=self.worker_id,
-                now=self._now(),
-                starts=starts,
-                outcomes=outcomes_,
-                events=events,
-                claim_limit=claim,
-                read_signals=read_signals,
-                environment_limit=self.config.environment_concurrency_limit,
-            )
+            self._ticking = True
             try:
-                began = time.perf_counter()
-                result = await self._call(self.store.worker_tick, tick)
-                stats = self.stats
-                stats["db_seconds"] += time.perf_counter() - began
-                stats["ticks"] += 1
-                stats["claimed"] += len(result.claimed)
-                stats["outcomes"] += len(outcomes_)
-                stats["starts"] += len(starts)
-            except StoreBusyError as error:
-                log.warning("%s; retrying", error)
-                self._pending_outcomes[:0] = outcomes_
-                self._pending_events[:0] = events
-                for start in starts:
-                    self._pending_starts.setdefault(start.run_id, start)
-                self._signals_wanted = self._signals_wanted or read_signals
-                self._work.set()
-                continue
-            self._last_write = self._last_tick = time.monotonic()
-            if claim:
-                self._claim_wanted = len(result.claimed) >= claim
-            for run in result.claimed:
-                self._dispatch(run)
-            for sig in result.signals:
-                item = self.in_flight.get(sig.run_id)
-                if sig.kind == "cancel" and item is not None:
-                    item.executor.send(["cancel", sig.run_id, sig.reason])
-            if not result.worker_alive:
-                await self._lost_lease()
+                await self._tick()
+            finally:
+                self._ticking = False
 
-    def _dispatch(self, run: ClaimedRun) -> None:
-        executor = min(
-            (e for e in self.executors if not e.retiring), key=lambda e: len(e.in_flight)
+    async def _tick(self) -> None:
+        starts = list(self._pending_starts.values())
+        self._pending_starts.clear()
+        outcomes_, self._pending_outcomes = self._pending_outcomes, []
+        events, self._pending_events = self._pending_events, []
+        read_signals = self._signals_wanted
+        self._signals_wanted = False
+        capacity = self.concurrency - len(self.in_flight)
+        if not self.pools.any_available():
+            capacity = 0  # every executor is being replaced: claim once a new one is ready
+        claim = capacity if self._claim_wanted and not self._draining and capacity > 0 else 0
+        if not (starts or outcomes_ or events or claim or read_signals):
+            return
+        tick = WorkerTick(
+            worker_id=self.worker_id,
+            now=self.now(),
+            starts=starts,
+            outcomes=outcomes_,
+            events=events,
+            claim_limit=claim,
+            read_signals=read_signals,
+            environment_limit=self.config.environment_concurrency_limit,
         )
-        item = InFlight(run, self.worker_id, executor)
-        self.in_flight[run.id] = item
-        executor.in_flight.add(run.id)
-        executor.send(
-            [
-                "start",
-                {
-                    "id": run.id,
-                    "task_id": run.task_id,
-                    "queue": run.queue,
-                    "attempt": run.attempt,
-                    "payload": orjson.Fragment(run.payload),
-                    "max_attempts": run.max_attempts,
-                    "retry": orjson.Fragment(run.retry),
-                    "machine": run.machine,
-                    "max_duration": run.max_duration,
-                    "tags": orjson.Fragment(run.tags) if run.tags else None,
-                    "metadata": orjson.Fragment(run.metadata) if run.metadata else None,
-                    "idempotency_key": run.idempotency_key,
-                    "parent_run_id": run.parent_run_id,
-                    "root_run_id": run.root_run_id,
-                    "depth": run.depth,
-                    "is_test": run.is_test,
-                    "replayed_from": run.replayed_from,
-                    "created_at": run.created_at,
-                    "concurrency_key": run.concurrency_key,
-                    "environment": self.config.environment,
-                },
-            ]
-        )
+        requests_before = self._claim_requests
+        try:
+            began = time.perf_counter()
+            result = await self._call(self.store.worker_tick, tick)
+        except StoreBusyError as error:
+            log.warning("%s; retrying", error)
+            self._pending_outcomes[:0] = outcomes_
+            self._pending_events[:0] = events
+            for start in starts:
+                self._pending_starts.setdefault(start.run_id, start)
+            self._signals_wanted = self._signals_wanted or read_signals
+            self._work.set()
+            return
+        stats = self.stats
+        stats["db_seconds"] += time.perf_counter() - began
+        stats["ticks"] += 1
+        stats["claimed"] += len(result.claimed)
+        stats["outcomes"] += len(outcomes_)
+        stats["starts"] += len(starts)
+        self._last_write = self._last_tick = time.monotonic()
+        if claim:
+            # More may be ready when the claim was full, or when a wake-up came meanwhile.
+            self._claim_wanted = (
+                len(result.claimed) >= claim or self._claim_requests != requests_before
+            )
+        for run in result.claimed:
+            self.dispatcher.dispatch(run)
+        for sig in result.signals:
+            if sig.kind == "cancel":
+                self.dispatcher.cancel(sig.run_id, sig.reason)
+        if not result.worker_alive:
+            await self._lost_lease()
 
     async def _lost_lease(self) -> None:
         """Another worker declared this one dead (it was paused past its lease): its runs were
         rescued elsewhere. Abandon them and come back under a new identity."""
         log.error("worker %s lost its lease; its runs were rescued by others", self.worker_id)
-        for item in list(self.in_flight.values()):
-            item.executor.send(["cancel", item.run.id, "worker lost its lease"])
+        self.dispatcher.take_all("worker lost its lease")
         self.worker_id = new_id("worker")
-        now = self._now()
+        now = self.now()
         info = WorkerInfo(
             id=self.worker_id,
             hostname=socket.gethostname(),
@@ -539,7 +395,7 @@ class Supervisor:
             if time.monotonic() - self._last_write < interval:
                 continue
             try:
-                alive = await self._call(self.store.worker_heartbeat, self.worker_id, self._now())
+                alive = await self._call(self.store.worker_heartbeat, self.worker_id, self.now())
             except StoreBusyError as error:
                 log.warning("heartbeat failed: %s", error)
                 continue
@@ -550,9 +406,8 @@ class Supervisor:
     async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.poll_interval_seconds)
-            self._claim_wanted = True
             self._signals_wanted = True
-            self._work.set()
+            self.want_claim()
 
     async def _maintenance_loop(self) -> None:
         poll = self.config.poll_interval_seconds
@@ -571,7 +426,7 @@ class Supervisor:
     def _maintain_once(self) -> float:
         """On the DB thread: if this worker leads, promote, expire and rescue. Returns the
         seconds until it is next needed."""
-        now = self._now()
+        now = self.now()
         poll = self.config.poll_interval_seconds
         if not self.store.leader_elect(MAINTENANCE_LEADER, self.worker_id, now, self.lease_ms):
             return poll
@@ -583,7 +438,7 @@ class Supervisor:
         due = self.store.run_next_due(now)
         if due is None:
             return poll
-        return max(0.0, (due - self._now()) / 1000)
+        return max(0.0, (due - self.now()) / 1000)
 
     # -- wake-ups -------------------------------------------------------------------
     def _listen_for_wakes(self) -> None:
@@ -594,7 +449,7 @@ class Supervisor:
         assert self._listener is not None
         messages = self._listener.drain()
         if RUNS_READY in messages:
-            self._claim_wanted = True
+            self.want_claim()
         if SIGNAL in messages:
             self._signals_wanted = True
         if DELAYED in messages:

@@ -1,0 +1,354 @@
+"""In-flight attempts: handing claimed runs to executors, and what executors report back.
+
+Crash containment lives here. When an executor dies, or is killed, only the attempt that
+caused it is charged:
+- a cancelled or timed-out sync attempt asks to be stopped: its executor is killed, the
+  attempt is recorded CANCELED or TIMED_OUT, and the executor's other attempts go back
+  to their queues without using an attempt;
+- an executor over its machine's memory, or one that dies on its own (segfault,
+  `os._exit`), charges its attempt when it held one; when it held several, nobody knows
+  which one was at fault, so all go back to their queues uncharged and marked `isolate`:
+  each then runs alone in an isolation executor, where a second crash is charged to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from ..config import Config
+from ..engine import outcomes
+from ..store.records import AttemptOutcome, ClaimedRun, NewEvent
+from .executors import ExecutorProcess, describe_exit
+from .ipc import read_frame
+from .pools import ExecutorPools
+
+log = logging.getLogger("taskloom.internal.worker")
+
+DEADLINE_GRACE_SECONDS = 2.0
+"""The supervisor's backstop for max_duration: it stops the executor this long after the
+deadline when the executor could not (async code that never yields blocks its loop)."""
+
+
+class DispatchHost(Protocol):
+    """What the dispatcher needs from its supervisor."""
+
+    worker_id: str
+
+    def now(self) -> int: ...
+    def add_outcome(self, outcome: AttemptOutcome) -> None: ...
+    def add_start(self, run_id: str, attempt: int, started_at: int) -> None: ...
+    def drop_start(self, run_id: str) -> None: ...
+    def add_events(self, events: list[NewEvent]) -> None: ...
+    def release(self, held: list[InFlight], *, isolate: bool) -> None: ...
+    def want_claim(self) -> None: ...
+    def wake_at(self, when_ms: int) -> None: ...
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A claimed run this worker is executing."""
+
+    run: ClaimedRun
+    worker_id: str
+    executor: ExecutorProcess | None = None
+    started_at: int | None = None
+    deadline: asyncio.TimerHandle | None = None
+
+
+class Dispatcher:
+    """Tracks in-flight attempts and talks to the executors running them."""
+
+    def __init__(self, host: DispatchHost, config: Config, pools: ExecutorPools) -> None:
+        self.host = host
+        self.config = config
+        self.pools = pools
+        self.in_flight: dict[str, InFlight] = {}
+        self._waiting: list[InFlight] = []  # claimed, for an executor still starting
+        self.completed = 0
+
+    # -- dispatch -------------------------------------------------------------------
+    def dispatch(self, run: ClaimedRun) -> None:
+        """Send a claimed run to an executor of its machine (starting one if needed)."""
+        item = InFlight(run, self.host.worker_id)
+        self.in_flight[run.id] = item
+        executor = self.pools.pick(run.machine, run.isolate)
+        if executor is None:
+            self._waiting.append(item)
+            self.pools.ensure((run.machine, run.isolate))
+            return
+        self._send_start(item, executor)
+
+    def executor_ready(self, executor: ExecutorProcess) -> None:
+        """A new executor can take the runs that waited for it."""
+        waiting, self._waiting = self._waiting, []
+        for item in waiting:
+            if item.run.id not in self.in_flight:
+                continue
+            target = self.pools.pick(item.run.machine, item.run.isolate)
+            if target is None:
+                self._waiting.append(item)
+                self.pools.ensure((item.run.machine, item.run.isolate))
+            else:
+                self._send_start(item, target)
+
+    def _send_start(self, item: InFlight, executor: ExecutorProcess) -> None:
+        run = item.run
+        item.executor = executor
+        executor.in_flight.add(run.id)
+        executor.send(["start", start_message(run, self.config.environment)])
+
+    # -- messages from executors ----------------------------------------------------
+    async def watch(self, executor: ExecutorProcess) -> int:
+        """Read an executor's messages until it exits; return its exit code."""
+        while True:
+            messages = await read_frame(executor.reader)
+            if messages is None:
+                break
+            for message in messages:
+                kind = message[0]
+                if kind == "done":
+                    self.on_done(message[1], message[2], message[3])
+                elif kind == "started":
+                    self.on_started(message[1], message[2], message[3])
+                elif kind == "events":
+                    self.on_events(message[1], message[2], message[3])
+                elif kind == "kill":
+                    status = message[4] if len(message) > 4 else "CANCELED"
+                    self.on_kill_request(executor, message[1], message[2], message[3], status)
+        return await executor.process.wait()
+
+    def _held(self, run_id: str, attempt: int) -> InFlight | None:
+        item = self.in_flight.get(run_id)
+        return item if item is not None and item.run.attempt == attempt else None
+
+    def _forget(self, item: InFlight) -> None:
+        self.in_flight.pop(item.run.id, None)
+        if item.executor is not None:
+            item.executor.in_flight.discard(item.run.id)
+        if item.deadline is not None:
+            item.deadline.cancel()
+        self.host.drop_start(item.run.id)
+
+    def on_started(self, run_id: str, attempt: int, started_at: int) -> None:
+        item = self._held(run_id, attempt)
+        if item is None:
+            return
+        item.started_at = started_at
+        self.host.add_start(run_id, attempt, started_at)
+        if item.run.max_duration:
+            delay = item.run.max_duration + DEADLINE_GRACE_SECONDS
+            item.deadline = asyncio.get_running_loop().call_later(
+                delay, self._deadline_passed, run_id, attempt
+            )
+
+    def on_events(self, run_id: str, attempt: int, events: list[list[Any]]) -> None:
+        self.host.add_events(
+            [NewEvent(run_id, attempt, ts, kind, orjson.dumps(data)) for ts, kind, data in events]
+        )
+
+    def on_done(self, run_id: str, attempt: int, result: dict[str, Any]) -> None:
+        item = self._held(run_id, attempt)
+        if item is None:
+            return
+        self._forget(item)
+        started_at = result.get("started_at") or item.started_at
+        events = result.get("events")
+        if events:
+            self.on_events(run_id, attempt, events)
+        if result["ok"]:
+            outcome = outcomes.success(
+                run_id,
+                attempt,
+                item.worker_id,
+                result["output"].encode(),
+                started_at=started_at,
+                finished_at=result["finished_at"],
+            )
+        else:
+            retry_at = result.get("retry_at")
+            outcome = outcomes.failure(
+                run_id,
+                attempt,
+                item.worker_id,
+                orjson.dumps(result["error"]),
+                retry_at=retry_at,
+                final_status=result["status"],
+                attempt_status=result["attempt_status"],
+                started_at=started_at,
+                finished_at=result["finished_at"],
+                machine=result.get("machine"),
+            )
+            if retry_at is not None:
+                self.host.wake_at(retry_at)
+        self.completed += 1
+        self.host.add_outcome(outcome)
+
+    # -- stopping executors ---------------------------------------------------------
+    def on_kill_request(
+        self, executor: ExecutorProcess, run_id: str, attempt: int, reason: str, status: str
+    ) -> None:
+        """A cancelled or timed-out sync attempt cannot be interrupted in its thread."""
+        item = self._held(run_id, attempt)
+        if item is not None and item.executor is executor:
+            self._forget(item)
+            self.host.add_outcome(_stopped(item, reason, status, self.host.now()))
+        self._retire(executor, isolate=False)
+
+    def _deadline_passed(self, run_id: str, attempt: int) -> None:
+        item = self._held(run_id, attempt)
+        if item is None or item.executor is None:
+            return
+        executor = item.executor
+        self._forget(item)
+        reason = (
+            f"max_duration of {item.run.max_duration} s exceeded and the attempt did not stop "
+            "(code that never yields blocks its executor)"
+        )
+        self.host.add_outcome(_stopped(item, reason, "TIMED_OUT", self.host.now()))
+        self._retire(executor, isolate=False)
+
+    def _retire(self, executor: ExecutorProcess, *, isolate: bool) -> None:
+        """Kill an executor; its remaining attempts go back to their queues uncharged."""
+        others = [self.in_flight[r] for r in list(executor.in_flight) if r in self.in_flight]
+        for other in others:
+            self._forget(other)
+        executor.in_flight.clear()
+        executor.retiring = True
+        if others:
+            self.host.release(others, isolate=isolate)
+        executor.kill()
+
+    def on_memory_exceeded(self, executor: ExecutorProcess, used: int, limit: int) -> None:
+        """The watchdog killed an executor over its machine's memory."""
+        executor.over_memory = True
+        log.error(
+            "executor %d (machine %s) used %.0f MB, over its %.0f MB: stopped",
+            executor.pid,
+            executor.machine,
+            used / 2**20,
+            limit / 2**20,
+        )
+        held = [self.in_flight[r] for r in list(executor.in_flight) if r in self.in_flight]
+        for item in held:
+            self._forget(item)
+        executor.in_flight.clear()
+        if len(held) == 1:
+            item = held[0]
+            self.host.add_outcome(
+                outcomes.out_of_memory(
+                    item.run.id,
+                    item.run.attempt,
+                    item.worker_id,
+                    machine=item.run.machine,
+                    max_attempts=item.run.max_attempts,
+                    retry=item.run.retry,
+                    reason=(
+                        f"the attempt used {used / 2**20:.0f} MB, over the {limit / 2**20:.0f} MB "
+                        f"of machine {item.run.machine}"
+                    ),
+                    now=self.host.now(),
+                    started_at=item.started_at,
+                )
+            )
+        elif held:
+            self.host.release(held, isolate=True)
+
+    def on_exit(self, executor: ExecutorProcess, code: int, *, stopping: bool) -> None:
+        """An executor process ended. Account for what it still held."""
+        held = [self.in_flight[r] for r in list(executor.in_flight) if r in self.in_flight]
+        for item in held:
+            self._forget(item)
+        executor.in_flight.clear()
+        if held:
+            reason = f"the executor process (pid {executor.pid}) {describe_exit(code)}"
+            log.error("%s while running %d attempt(s)", reason, len(held))
+            if len(held) == 1:
+                item = held[0]
+                self.host.add_outcome(
+                    outcomes.crash(
+                        item.run.id,
+                        item.run.attempt,
+                        item.worker_id,
+                        max_attempts=item.run.max_attempts,
+                        retry=item.run.retry,
+                        reason=f"{reason} during attempt {item.run.attempt}",
+                        code="TASK_PROCESS_EXITED",
+                        now=self.host.now(),
+                        started_at=item.started_at,
+                    )
+                )
+            else:
+                self.host.release(held, isolate=True)
+        if not stopping:
+            self.pools.replace(executor)
+            self.host.want_claim()
+
+    # -- cancellation and shutdown --------------------------------------------------
+    def cancel(self, run_id: str, reason: str) -> None:
+        """A cancel signal for a run this worker holds."""
+        item = self.in_flight.get(run_id)
+        if item is None:
+            return
+        if item.executor is None:  # never sent to an executor: nothing ran
+            self._forget(item)
+            self._waiting = [w for w in self._waiting if w is not item]
+            self.host.add_outcome(_stopped(item, reason, "CANCELED", self.host.now()))
+            return
+        item.executor.send(["cancel", run_id, reason])
+
+    def take_all(self, reason: str) -> list[InFlight]:
+        """Stop tracking every attempt (they are being released); tell executors to stop."""
+        held = list(self.in_flight.values())
+        for item in held:
+            if item.executor is not None:
+                item.executor.send(["cancel", item.run.id, reason])
+            self._forget(item)
+        self._waiting.clear()
+        return held
+
+
+def _stopped(item: InFlight, reason: str, status: str, now: int) -> AttemptOutcome:
+    code = "MAX_DURATION_EXCEEDED" if status == "TIMED_OUT" else "TASK_RUN_CANCELLED"
+    error_type = "MaxDurationExceededError" if status == "TIMED_OUT" else "TaskRunCancelledError"
+    return outcomes.failure(
+        item.run.id,
+        item.run.attempt,
+        item.worker_id,
+        outcomes.error_json(error_type, reason, code=code),
+        retry_at=None,
+        final_status=status,
+        attempt_status=status,
+        started_at=item.started_at,
+        finished_at=now,
+    )
+
+
+def start_message(run: ClaimedRun, environment: str) -> dict[str, Any]:
+    """What an executor needs to start an attempt (raw JSON travels as JSON)."""
+    return {
+        "id": run.id,
+        "task_id": run.task_id,
+        "queue": run.queue,
+        "attempt": run.attempt,
+        "payload": orjson.Fragment(run.payload),
+        "max_attempts": run.max_attempts,
+        "retry": orjson.Fragment(run.retry),
+        "machine": run.machine,
+        "max_duration": run.max_duration,
+        "tags": orjson.Fragment(run.tags) if run.tags else None,
+        "metadata": orjson.Fragment(run.metadata) if run.metadata else None,
+        "idempotency_key": run.idempotency_key,
+        "parent_run_id": run.parent_run_id,
+        "root_run_id": run.root_run_id,
+        "depth": run.depth,
+        "is_test": run.is_test,
+        "replayed_from": run.replayed_from,
+        "created_at": run.created_at,
+        "concurrency_key": run.concurrency_key,
+        "environment": environment,
+    }
