@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -147,10 +148,10 @@ class Supervisor:
             by_worker.setdefault(item.worker_id, []).append(item.run.id)
         released: list[str] = []
         for worker_id, ids in by_worker.items():
-            now = self.now()
-            released += await self._call(
-                lambda w=worker_id, i=ids: self.store.runs_release(w, i, now, isolate=isolate)
+            release = functools.partial(
+                self.store.runs_release, worker_id, ids, self.now(), isolate=isolate
             )
+            released += await self._call(release)
         if released:
             self.engine.notifier.notify(RUNS_READY)
             self.want_claim()
