@@ -116,14 +116,14 @@ class AttemptRunner:
         state: AttemptState,
         config: Config,
         threads: Executor,
-        request_kill: Callable[[], None] | None = None,
+        request_kill: Callable[[str], None] | None = None,
     ) -> None:
         self.task = task
         self.start = start
         self.state = state
         self.config = config
         self.threads = threads
-        self.request_kill = request_kill or (lambda: None)
+        self.request_kill = request_kill or (lambda status: None)
         self.lifecycle: Lifecycle | None = None
 
     async def run(self) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class Executor:
                 state,
                 self.config,
                 self.threads,
-                request_kill=lambda: self._request_kill(state),
+                request_kill=lambda status: self._request_kill(state, status),
             )
             state.runner = runner
             try:
@@ -142,14 +142,17 @@ class Executor:
             if state.asyncio_task is not None:
                 state.asyncio_task.cancel()
 
-    def _request_kill(self, state: AttemptState) -> None:
+    def _request_kill(self, state: AttemptState, status: str) -> None:
         """A cancelled sync attempt cannot be interrupted in its thread: ask the supervisor
         to stop this process. The attempt is recorded CANCELED; the other attempts this
         executor holds go back to their queues without using an attempt."""
         events = state.sink.take()
         if events:
             self.writer.send(["events", state.run_id, state.attempt, events])
-        self.writer.send(["kill", state.run_id, state.attempt, state.cancel_reason or ""])
+        reason = state.cancel_reason or ""
+        if state.runner is not None and state.runner.lifecycle is not None:
+            reason = state.runner.lifecycle.cancel_reason or reason
+        self.writer.send(["kill", state.run_id, state.attempt, reason, status])
 
     async def _flush_events_periodically(self) -> None:
         while True:

@@ -30,10 +30,12 @@ from typing import Any
 import orjson
 
 from ..config import Config
+from ..engine.outcomes import oom_retry_machine
 from ..errors import (
     AbortTaskRunError,
     CompleteTaskWithOutput,
     InvalidOptionError,
+    MaxDurationExceededError,
     OutOfMemoryError,
     TaskloomError,
     TaskRunCancelledError,
@@ -69,6 +71,44 @@ class Decision:
     status: RunStatus = RunStatus.FAILED
     attempt_status: str = "FAILED"
     code: str = ""
+    machine: str | None = None  # the machine of the retry, when it changes
+
+
+class ComputeBudget:
+    """An attempt's max_duration: compute time counts while it runs, not while it waits."""
+
+    def __init__(self, seconds: float | None, on_exceeded: Callable[[], None]) -> None:
+        self.seconds = seconds
+        self.on_exceeded = on_exceeded
+        self.used = 0.0
+        self._since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Begin counting (at attempt start)."""
+        self.resume()
+
+    def resume(self) -> None:
+        """Count again (a wait ended)."""
+        if self.seconds is None or self._since is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._since = loop.time()
+        self._timer = loop.call_later(max(0.0, self.seconds - self.used), self.on_exceeded)
+
+    def pause(self) -> None:
+        """Stop counting (a wait began)."""
+        if self._since is None:
+            return
+        self.used += asyncio.get_running_loop().time() - self._since
+        self._since = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stop(self) -> None:
+        """The attempt ended."""
+        self.pause()
 
 
 class MiddlewareError(TaskloomError):
@@ -86,7 +126,7 @@ class Lifecycle:
         config: Config,
         threads: Executor,
         emit: Callable[[str, dict[str, Any]], None],
-        request_kill: Callable[[], None],
+        request_kill: Callable[[str], None],
     ) -> None:
         self.task = task
         self.start = start
@@ -107,6 +147,8 @@ class Lifecycle:
         self.in_sync_run = False
         self.body_task: asyncio.Task[Any] | None = None
         self.run_done: asyncio.Future[Any] | None = None
+        self.stop_status = "CANCELED"  # or TIMED_OUT once max_duration passes
+        self.budget = ComputeBudget(start.get("max_duration"), self.time_out)
         # The attempt's contextvars (locals, log sink, ctx): on_cancel hooks run in them.
         self.attempt_context: contextvars.Context | None = None
         self.cancel_task: asyncio.Task[None] | None = None
@@ -174,11 +216,14 @@ class Lifecycle:
                 await self.call(hook, available)
 
     async def fire_wait(self, wait: Any) -> None:
-        """Call `on_wait` hooks (errors recorded and ignored). For the waits feature."""
+        """A wait begins: its time is not compute time; call `on_wait` hooks (errors
+        recorded and ignored). For the waits feature."""
+        self.budget.pause()
         await self.call_all("on_wait", self.arguments(wait=wait), ignore=True)
 
     async def fire_resume(self, wait: Any) -> None:
-        """Call `on_resume` hooks (errors recorded and ignored). For the waits feature."""
+        """A wait ended: compute time counts again; call `on_resume` hooks."""
+        self.budget.resume()
         await self.call_all("on_resume", self.arguments(wait=wait), ignore=True)
 
     # -- the attempt ----------------------------------------------------------------
@@ -194,6 +239,7 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         self.run_done = loop.create_future()
         self.body_task = asyncio.current_task()
+        self.budget.start()
         try:
             outcome = await self._execute_body()
         except asyncio.CancelledError:
@@ -201,6 +247,8 @@ class Lifecycle:
                 raise
             _swallow_cancellation()
             outcome = self._cancelled()
+        finally:
+            self.budget.stop()
         await self._settle()
         return outcome
 
@@ -384,7 +432,8 @@ class Lifecycle:
         return self._failed(decision)
 
     async def _after_cancel(self) -> dict[str, Any]:
-        await self._cleanup()
+        if self.stop_status == "CANCELED":  # a timed-out attempt runs no more hooks
+            await self._cleanup()
         return self._cancelled()
 
     async def _cleanup(self) -> Decision | None:
@@ -406,10 +455,18 @@ class Lifecycle:
         """Whether and when the next attempt runs, asking `catch_error` hooks."""
         if isinstance(error, AbortTaskRunError):
             return Decision(error, None)
-        if isinstance(error, OutOfMemoryError):
-            return Decision(error, None, RunStatus.CRASHED, "CRASHED", "TASK_PROCESS_OOM")
         now = now_ms()
         policy = self.policy()
+        if isinstance(error, OutOfMemoryError | MemoryError):
+            bigger = oom_retry_machine(policy, self.start["machine"], self.attempt)
+            return Decision(
+                error,
+                None if bigger is None else now,
+                RunStatus.CRASHED,
+                "CRASHED",
+                "TASK_PROCESS_OOM",
+                machine=bigger,
+            )
         default_at = next_attempt_at(now, self.attempt, policy, random.random)
         available = {
             "payload": self.payload,
@@ -490,12 +547,24 @@ class Lifecycle:
             "retry_at": decision.retry_at,
             "status": decision.status.value,
             "attempt_status": decision.attempt_status,
+            "machine": decision.machine,
         }
 
     def _cancelled(self) -> dict[str, Any]:
+        reason = self.cancel_reason or "cancelled"
+        if self.stop_status == "TIMED_OUT":
+            return self._failed(
+                Decision(
+                    MaxDurationExceededError(reason),
+                    None,
+                    RunStatus.TIMED_OUT,
+                    "TIMED_OUT",
+                    "MAX_DURATION_EXCEEDED",
+                )
+            )
         return self._failed(
             Decision(
-                TaskRunCancelledError(self.cancel_reason or "cancelled"),
+                TaskRunCancelledError(reason),
                 None,
                 RunStatus.CANCELED,
                 "CANCELED",
@@ -535,13 +604,28 @@ class Lifecycle:
             await asyncio.wait_for(call_each(), grace_seconds)
         self._stop()
 
+    def time_out(self) -> None:
+        """The attempt used its max_duration of compute time: fire the signal and stop it;
+        the run ends TIMED_OUT, is not retried, and runs no success/failure hooks."""
+        if self.cancel_reason is not None:
+            return
+        seconds = self.start.get("max_duration")
+        self.stop_status = "TIMED_OUT"
+        self.cancel_reason = (
+            f"max_duration exceeded: task {self.task.id!r} used its {seconds} s of compute "
+            f"time in attempt {self.attempt}"
+        )
+        self.signal.abort(self.cancel_reason)
+        self._stop()
+
     def _stop(self) -> None:
         """Stop whatever the attempt is doing now."""
         if self.finishing:
             return
         if self.run_task is not None and not self.run_task.done():
             if self.in_sync_run:
-                self.request_kill()  # a thread cannot be interrupted: stop the process
+                # A thread cannot be interrupted: stop the process.
+                self.request_kill(self.stop_status)
                 return
             self.run_task.cancel()
             return

@@ -259,10 +259,7 @@ class Supervisor:
     async def _flush_writes(self) -> None:
         """Wait until everything pending is written, including a tick under way."""
         while (
-            self._pending_outcomes
-            or self._pending_starts
-            or self._pending_events
-            or self._ticking
+            self._pending_outcomes or self._pending_starts or self._pending_events or self._ticking
         ):
             self._work.set()
             await asyncio.sleep(0.005)
