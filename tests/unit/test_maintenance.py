@@ -1,0 +1,229 @@
+"""Tests for taskloom.services.maintenance on a real SQLite store, with explicit times."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from taskloom.config import Config
+from taskloom.engine.spec import TaskSpec
+from taskloom.engine.triggering import build_new_run
+from taskloom.retry import Retry
+from taskloom.services import maintenance
+from taskloom.services.maintenance import DelayedPromoter, LeaseRescuer, TtlExpirer
+from taskloom.store import SqliteStore
+from taskloom.store.records import (
+    AttemptOutcome,
+    AttemptStart,
+    ClaimedRun,
+    RunRecord,
+    WorkerInfo,
+    WorkerTick,
+)
+
+T0 = 1_700_000_000_000
+LEASE_MS = 30_000
+CONFIG = Config(project_root=Path("/nonexistent-project"), environment="PRODUCTION")
+SPEC = TaskSpec(
+    id="maintained",
+    queue="task/maintained",
+    retry=Retry(max_attempts=3, min_timeout_ms=1_000, factor=2, randomize=True),
+    machine="small-1x",
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "taskloom.db")
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def trigger(store: SqliteStore, now: int = T0, **options: Any) -> str:
+    run = build_new_run(SPEC, b"{}", options, now=now, config=CONFIG)
+    assert store.run_insert(run, now).created
+    return run.id
+
+
+def get(store: SqliteStore, run_id: str) -> RunRecord:
+    record = store.run_get(run_id)
+    assert record is not None
+    return record
+
+
+def register(store: SqliteStore, worker_id: str, now: int = T0) -> None:
+    store.worker_register(WorkerInfo(worker_id, "host", 1, 10, now), now)
+
+
+def claim_and_start(store: SqliteStore, worker_id: str, now: int) -> ClaimedRun:
+    [claimed] = store.worker_tick(WorkerTick(worker_id, now, claim_limit=1)).claimed
+    store.worker_tick(
+        WorkerTick(worker_id, now, starts=[AttemptStart(claimed.id, claimed.attempt, now)])
+    )
+    return claimed
+
+
+# -- DelayedPromoter -------------------------------------------------------------------------
+
+
+def test_the_promoter_queues_delayed_runs_whose_time_has_come(store: SqliteStore) -> None:
+    soon = trigger(store, delay="10s")
+    later = trigger(store, delay="1h")
+    promoter = DelayedPromoter(store)
+
+    assert promoter.run_once(T0 + 9_999) == 0
+    assert promoter.run_once(T0 + 10_000) == 1
+    assert get(store, soon).status == "QUEUED"
+    assert get(store, later).status == "DELAYED"
+    assert promoter.run_once(T0 + 10_000) == 0
+    assert promoter.run_once(T0 + 3_600_000) == 1
+    assert promoter.promoted_total == 2
+
+
+def test_the_promoter_keeps_going_past_one_batch(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maintenance, "BATCH", 2)
+    ids = [trigger(store, delay=f"{i}s") for i in range(1, 6)]
+    assert DelayedPromoter(store).run_once(T0 + 60_000) == 5
+    assert {get(store, run_id).status for run_id in ids} == {"QUEUED"}
+
+
+def test_a_promoted_run_starts_its_ttl_then(store: SqliteStore) -> None:
+    run_id = trigger(store, delay="10s", ttl="5s")
+    DelayedPromoter(store).run_once(T0 + 12_000)
+    assert get(store, run_id).expires_at == T0 + 12_000 + 5_000
+    expirer = TtlExpirer(store)
+    assert expirer.run_once(T0 + 16_999) == []
+    assert expirer.run_once(T0 + 17_000) == [run_id]
+
+
+# -- TtlExpirer ------------------------------------------------------------------------------
+
+
+def test_the_expirer_ends_queued_runs_past_their_ttl(store: SqliteStore) -> None:
+    short = trigger(store, ttl="5s", idempotency_key="k")
+    long = trigger(store, ttl="1m")
+    forever = trigger(store)
+    delayed = trigger(store, delay="1s", ttl="1s")
+    expirer = TtlExpirer(store)
+
+    assert expirer.run_once(T0 + 4_999) == []
+    assert expirer.run_once(T0 + 5_000) == [short]
+    record = get(store, short)
+    assert (record.status, record.finished_at, record.idempotency_key) == (
+        "EXPIRED",
+        T0 + 5_000,
+        None,
+    )
+    assert expirer.run_once(T0 + 60_000) == [long]
+    assert get(store, forever).status == "QUEUED"
+    assert get(store, delayed).status == "DELAYED"  # not in its queue yet: its TTL has not begun
+    assert expirer.expired_total == 2
+
+
+def test_the_expirer_keeps_going_past_one_batch(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maintenance, "BATCH", 2)
+    ids = {trigger(store, ttl=1) for _ in range(5)}
+    assert set(TtlExpirer(store).run_once(T0 + 1_000)) == ids
+
+
+def test_a_claimed_run_does_not_expire(store: SqliteStore) -> None:
+    run_id = trigger(store, ttl="5s")
+    register(store, "w1")
+    claim_and_start(store, "w1", T0 + 1_000)
+    assert TtlExpirer(store).run_once(T0 + 60_000) == []
+    assert get(store, run_id).status == "EXECUTING"
+
+
+# -- LeaseRescuer ------------------------------------------------------------------------------
+
+
+def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeued(
+    store: SqliteStore,
+) -> None:
+    run_id = trigger(store, idempotency_key="k")
+    register(store, "w1")
+    register(store, "w2")
+    claimed = claim_and_start(store, "w1", T0 + 100)
+    rescuer = LeaseRescuer(store, LEASE_MS)
+    # w2 keeps heartbeating; w1 went quiet at T0 + 100.
+    assert store.worker_heartbeat("w2", T0 + LEASE_MS)
+    assert rescuer.run_once(T0 + 100 + LEASE_MS) == []  # the lease has not lapsed yet
+
+    now = T0 + 101 + LEASE_MS
+    assert store.worker_heartbeat("w2", now)
+    assert rescuer.run_once(now) == [run_id]
+
+    record = get(store, run_id)
+    assert (record.status, record.worker_id, record.attempt) == ("QUEUED", None, 1)
+    # Retry after attempt 1: (1 + random()) * 1000 ms with the run's locked policy.
+    assert now + 1_000 <= record.available_at <= now + 2_000
+    assert record.idempotency_key == "k"
+    [attempt] = store.attempt_list(run_id)
+    assert (attempt.number, attempt.status, attempt.worker_id) == (1, "CRASHED", "w1")
+    assert (attempt.started_at, attempt.finished_at) == (T0 + 100, now)
+    assert attempt.error is not None
+    error = orjson.loads(attempt.error)
+    assert error["type"] == "TaskRunCrashedError"
+    assert error["code"] == "TASK_RUN_HEARTBEAT_TIMEOUT"
+    assert "w1" in error["message"]
+    assert rescuer.rescued_total == 1
+    # The dead worker was reaped; the live one was not.
+    assert not store.worker_heartbeat("w1", now + 1)
+    assert store.worker_heartbeat("w2", now + 1)
+    # Nothing left to rescue, and the stale worker's late report is refused.
+    assert rescuer.run_once(now + 1) == []
+    late = AttemptOutcome(run_id, 1, "w1", "COMPLETED", "COMPLETED", now + 2, output=b"1")
+    assert store.worker_tick(WorkerTick("w1", now + 2, outcomes=[late])).rejected == [run_id]
+    # Another worker picks the run up as attempt 2.
+    [again] = store.worker_tick(WorkerTick("w2", record.available_at, claim_limit=1)).claimed
+    assert (again.id, again.attempt) == (claimed.id, 2)
+
+
+def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: SqliteStore) -> None:
+    run_id = trigger(store, max_attempts=2, idempotency_key="k")
+    register(store, "w1")
+    rescuer = LeaseRescuer(store, LEASE_MS)
+
+    claim_and_start(store, "w1", T0)
+    first = T0 + LEASE_MS + 1
+    assert rescuer.run_once(first) == [run_id]
+    register(store, "w2", now=first)
+    available = get(store, run_id).available_at
+    claim_and_start(store, "w2", available)
+    second = available + LEASE_MS + 1
+    assert rescuer.run_once(second) == [run_id]
+
+    record = get(store, run_id)
+    assert (record.status, record.finished_at, record.attempt) == ("CRASHED", second, 2)
+    assert record.idempotency_key is None  # a crashed run frees its key
+    assert record.error is not None
+    assert orjson.loads(record.error)["type"] == "TaskRunCrashedError"
+    assert [(a.number, a.status) for a in store.attempt_list(run_id)] == [
+        (1, "CRASHED"),
+        (2, "CRASHED"),
+    ]
+    assert rescuer.run_once(second + LEASE_MS * 10) == []
+    register(store, "w3", now=second)
+    assert store.worker_tick(WorkerTick("w3", second + 1, claim_limit=5)).claimed == []
+
+
+def test_a_heartbeating_worker_is_never_rescued(store: SqliteStore) -> None:
+    run_id = trigger(store)
+    register(store, "w1")
+    claim_and_start(store, "w1", T0)
+    rescuer = LeaseRescuer(store, LEASE_MS)
+    for step in range(1, 10):
+        now = T0 + step * 20_000
+        store.worker_tick(WorkerTick("w1", now))  # the tick is the heartbeat
+        assert rescuer.run_once(now) == []
+    assert get(store, run_id).status == "EXECUTING"
+    assert rescuer.rescued_total == 0
