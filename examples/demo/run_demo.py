@@ -39,7 +39,7 @@ def main() -> int:
             f"  .venv/bin/taskloom --project {HERE} runs list\n"
             f"  .venv/bin/taskloom --project {HERE} runs show {handles[1].id}\n"
             f"  .venv/bin/taskloom --project {HERE} trigger hello-world "
-            "'{\"name\": \"you\"}' --wait\n"
+            '\'{"name": "you"}\' --wait\n'
             "\nThe dev worker keeps running (editing trigger/*.py reloads it). Ctrl-C stops.\n"
         )
         while dev.poll() is None:
