@@ -8,19 +8,28 @@ from .errors import SubtaskUnwrapError as SubtaskUnwrapError
 from .errors import TaskloomError as TaskloomError
 from .errors import WaitpointTimeoutError as WaitpointTimeoutError
 from .retry import Retry as Retry
+from .sdk.batch import batch as batch
 from .sdk.client import configure as configure
 from .sdk.context import Context as Context
 from .sdk.handles import RunHandle as RunHandle
+from .sdk.idempotency_keys import IdempotencyKey as IdempotencyKey
+from .sdk.idempotency_keys import idempotency_keys as idempotency_keys
 from .sdk.locals import locals as locals
 from .sdk.logger import logger as logger
 from .sdk.queues import Queue as Queue
 from .sdk.queues import queue as queue
 from .sdk.queues_api import queues as queues
+from .sdk.results import BatchHandle as BatchHandle
+from .sdk.results import BatchResult as BatchResult
+from .sdk.results import TaskRunResult as TaskRunResult
+from .sdk.results import Token as Token
+from .sdk.results import WaitTokenResult as WaitTokenResult
 from .sdk.runs import runs as runs
 from .sdk.task import Task as Task
 from .sdk.task import schema_task as schema_task
 from .sdk.task import task as task
 from .sdk.tasks_api import tasks as tasks
+from .sdk.wait import wait as wait
 from .types import QueueDetails as QueueDetails
 from .types import Run as Run
 from .types import RunStatus as RunStatus
@@ -29,8 +38,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbortTaskRunError",
+    "BatchHandle",
+    "BatchResult",
     "CompleteTaskWithOutput",
     "Context",
+    "IdempotencyKey",
     "OutOfMemoryError",
     "Queue",
     "QueueDetails",
@@ -41,9 +53,14 @@ __all__ = [
     "RunStatus",
     "SubtaskUnwrapError",
     "Task",
+    "TaskRunResult",
     "TaskloomError",
+    "Token",
+    "WaitTokenResult",
     "WaitpointTimeoutError",
+    "batch",
     "configure",
+    "idempotency_keys",
     "locals",
     "logger",
     "queue",
@@ -52,4 +69,5 @@ __all__ = [
     "schema_task",
     "task",
     "tasks",
+    "wait",
 ]

@@ -373,9 +373,9 @@ sys.exit(
 EXECUTOR_MODULE = "taskloom.worker.executor"
 
 
-def _proc_children(pid: int) -> list[tuple[int, str]]:
-    """(pid, state) of the live children of `pid`, from /proc."""
-    children: list[tuple[int, str]] = []
+def _proc_table() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, from /proc."""
+    table: list[tuple[int, str, int, int]] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -384,11 +384,15 @@ def _proc_children(pid: int) -> list[tuple[int, str]]:
                 stat = file.read().decode(errors="replace")
         except OSError:
             continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 2 and int(fields[1]) == pid:
-            children.append((int(entry.name), fields[0]))
-    return children
+        if len(fields) >= 3:
+            table.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
+    return table
+
+
+def _is_live(state: str) -> bool:
+    return state not in ("Z", "X", "x")
 
 
 def _cmdline(pid: int) -> str:
@@ -548,12 +552,28 @@ class WorkerProcess:
         if os.path.isdir("/proc/self"):
             pids = [
                 pid
-                for pid, state in _proc_children(self.pid)
-                if state not in ("Z", "X") and EXECUTOR_MODULE in _cmdline(pid)
+                for pid, state, parent, _ in _proc_table()
+                if parent == self.pid and _is_live(state) and EXECUTOR_MODULE in _cmdline(pid)
             ]
         else:
             pids = _ps_children(self.pid)
         return sorted(pids)
+
+    def group_pids(self) -> list[int]:
+        """Live processes of the worker's process group, sorted: the supervisor, its
+        executors and anything they started (orphans included). Empty after `close`."""
+        if self._process is None:
+            return []
+        group = self._process.pid
+        if os.path.isdir("/proc/self"):
+            return sorted(
+                pid for pid, state, _, pgrp in _proc_table() if pgrp == group and _is_live(state)
+            )
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [group]  # without /proc: alive, members unknown
 
     def is_running(self) -> bool:
         """True while the supervisor process has not exited."""
@@ -630,12 +650,15 @@ class WorkerProcess:
             os.killpg(self._process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        """Kill whatever is left of the process group and reap the supervisor. Idempotent."""
+        """Kill whatever is left of the process group, reap the supervisor and wait until
+        no process of the group is alive. Idempotent."""
         if self._process is None:
             return
         self._kill_group()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(10)
+        with contextlib.suppress(WaitTimeoutError):
+            wait_for(lambda: not self.group_pids(), timeout=10, interval=0.005)
 
     def __enter__(self) -> Self:
         if self._process is None:

@@ -1238,7 +1238,7 @@ def test_cancelling_a_sync_run_without_on_cancel_asks_to_stop_the_process_at_onc
         await until(started.is_set)
         executor._cancel(RUN_ID, "Canceled by user")
         assert outbox.kinds()[-1] == "kill"  # synchronously, no grace period
-        assert outbox.messages[-1][1:] == [RUN_ID, 1, "Canceled by user"]
+        assert outbox.messages[-1][1:4] == [RUN_ID, 1, "Canceled by user"]
         release.set()  # (the supervisor would kill the process; here the thread returns)
 
     done = attempt("sync-cancel", during=during, grace=30)

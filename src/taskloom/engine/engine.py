@@ -7,14 +7,23 @@ methods and wakes workers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
 from ..errors import InvalidOptionError, RunNotFoundError, UnknownTaskError
+from ..ids import new_id
 from ..store.base import Store
-from ..store.records import InsertResult, RunFilter
+from ..store.records import (
+    InsertResult,
+    NewWaitpoint,
+    RecordedWait,
+    RunFilter,
+    WaitpointRecord,
+    WaitRef,
+)
 from ..types import Attempt, QueueDetails, Run, RunStatus
 from .decode import decode_attempt, decode_queue, decode_run
 from .spec import TaskSpec
@@ -23,6 +32,7 @@ from .triggering import NO_LINKS, RunLinks, build_new_run, delay_target, seriali
 from .wake import DELAYED, RUNS_READY, SIGNAL, WakeNotifier, wake_directory
 
 SpecLookup = Callable[[str], TaskSpec | None]
+MAX_BATCH_ITEMS = 1000
 
 
 class Engine:
@@ -113,6 +123,121 @@ class Engine:
             f"unknown queue {name!r} for a run of task {task_id!r}: declare it with "
             f"queue(name={name!r}, ...) in a task module (known queues: {known})"
         )
+
+    def reset_idempotency_key(self, task_id: str, key: str) -> bool:
+        """Forget an idempotency key of a task; True when a run held it."""
+        self.ensure_schema()
+        return self.store.idempotency_key_reset(task_id, key)
+
+    # -- child runs, batches and waits -------------------------------------------------
+    def trigger_child(
+        self,
+        spec: TaskSpec,
+        payload: Any,
+        options: Mapping[str, Any],
+        *,
+        links: RunLinks,
+        ref: WaitRef | None,
+        wait: bool,
+    ) -> tuple[InsertResult, RecordedWait | None]:
+        """Trigger a run from inside a run; recorded at `ref` so a replay finds it again."""
+        payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
+        queue = options.get("queue")
+        if queue is not None and queue != spec.queue:
+            self.check_queue(spec.id, queue)
+        now = self.clock.now_ms()
+        child = build_new_run(spec, payload_json, options, now=now, config=self.config, links=links)
+        result, recorded = self.store.run_trigger_child(child, ref, wait=wait, now=now)
+        if result.created:
+            self.notifier.notify(RUNS_READY if child.delay_until is None else DELAYED)
+        return result, recorded
+
+    def batch(
+        self,
+        items: list[tuple[TaskSpec, Any, Mapping[str, Any]]],
+        *,
+        links: RunLinks,
+        ref: WaitRef | None,
+        wait: bool,
+    ) -> tuple[str, list[InsertResult], RecordedWait | None]:
+        """Trigger up to 1,000 runs in one transaction (all of them or none)."""
+        if not items:
+            raise InvalidOptionError("a batch needs at least one item")
+        if len(items) > MAX_BATCH_ITEMS:
+            raise InvalidOptionError(
+                f"a batch may have at most {MAX_BATCH_ITEMS:,} items, got {len(items):,}"
+            )
+        batch_id = new_id("batch")
+        now = self.clock.now_ms()
+        runs = []
+        for index, (spec, payload, options) in enumerate(items):
+            try:
+                payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
+                queue = options.get("queue")
+                if queue is not None and queue != spec.queue:
+                    self.check_queue(spec.id, queue)
+                item_links = dataclasses.replace(links, batch_id=batch_id)
+                runs.append(
+                    build_new_run(
+                        spec, payload_json, options, now=now, config=self.config, links=item_links
+                    )
+                )
+            except InvalidOptionError as error:
+                raise type(error)(f"batch item {index}: {error}") from None
+        self.ensure_schema()
+        results, recorded = self.store.batch_insert(
+            batch_id, links.parent_run_id, runs, ref, wait=wait, now=now
+        )
+        self.notifier.notify(RUNS_READY)
+        if any(r.delay_until is not None for r in runs):
+            self.notifier.notify(DELAYED)
+        return batch_id, results, recorded
+
+    def register_wait(
+        self,
+        ref: WaitRef,
+        kind: str,
+        *,
+        waitpoint: NewWaitpoint | None = None,
+        waitpoint_id: str | None = None,
+        result: bytes | None = None,
+    ) -> RecordedWait:
+        """Record a wait of a run (creating its waitpoint), or with `result` a step that is
+        done at once; wake the services for timers."""
+        recorded = self.store.wait_register(
+            ref, kind, waitpoint, waitpoint_id, self.clock.now_ms(), result=result
+        )
+        if waitpoint is not None and waitpoint.resume_at is not None:
+            self.notifier.notify(DELAYED)
+        return recorded
+
+    def create_token(self, waitpoint: NewWaitpoint) -> WaitpointRecord:
+        """A token waitpoint (or the one holding its idempotency key)."""
+        self.ensure_schema()
+        record = self.store.waitpoint_create(waitpoint, self.clock.now_ms())
+        if waitpoint.resume_at is not None:
+            self.notifier.notify(DELAYED)
+        return record
+
+    def waitpoint(self, waitpoint_id: str) -> WaitpointRecord:
+        """A waitpoint by id, or a clear error."""
+        self.ensure_schema()
+        found = self.store.waitpoint_get(waitpoint_id)
+        if found is None:
+            raise RunNotFoundError(f"no waitpoint token with id {waitpoint_id!r}")
+        return found
+
+    def complete_token(self, waitpoint_id: str, output: bytes) -> bool:
+        """Complete a token (the first completion wins); wake the runs waiting for it."""
+        found = self.waitpoint(waitpoint_id)
+        if found.kind != "TOKEN":
+            raise InvalidOptionError(
+                f"waitpoint {waitpoint_id} is a {found.kind} waitpoint, not a token"
+            )
+        done, requeued = self.store.token_complete(waitpoint_id, output, self.clock.now_ms())
+        if requeued:
+            self.notifier.notify(RUNS_READY)
+        return done
 
     # -- queues ---------------------------------------------------------------------
     def queue(self, name: str) -> QueueDetails:

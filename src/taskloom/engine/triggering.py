@@ -59,6 +59,7 @@ class RunLinks:
     batch_id: str | None = None
     replayed_from: str | None = None
     is_test: bool = False
+    queue_ts: int | None = None  # a child inherits its parent's place in the queues
 
 
 NO_LINKS = RunLinks()
@@ -156,7 +157,7 @@ def build_new_run(
 
     if delay_until is None:
         status = RunStatus.QUEUED.value
-        queue_ts = now
+        queue_ts = now if links.queue_ts is None else min(now, links.queue_ts)
         expires_at = now + ttl_ms if ttl_ms else None
     else:
         status = RunStatus.DELAYED.value

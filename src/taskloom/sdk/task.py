@@ -17,11 +17,14 @@ from ..engine.triggering import MIN_MAX_DURATION
 from ..errors import InvalidOptionError, TaskloomError
 from ..machines import resolve_machine
 from ..retry import Retry
-from . import registry
+from . import children, registry
+from .attempt_runtime import current_attempt
 from .client import current_engine
 from .handles import RunHandle
 from .hook_args import DEPRECATED_HOOKS, BoundHook, bind_hook
+from .idempotency_keys import scoped_options
 from .queues import Queue, resolve_queue_option
+from .results import BatchHandle, BatchResult, TaskRunResult
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -120,16 +123,57 @@ class Task(Generic[P, R]):
         """Create a run of this task; returns at once with its handle.
 
         Options: idempotency_key, idempotency_key_ttl, delay, ttl, tags, metadata,
-        concurrency_key, queue, machine, max_attempts, max_duration, priority.
+        concurrency_key, queue, machine, max_attempts, max_duration, priority. Inside a
+        run, the new run is its child (`parent_run_id`), and a replay finds it again.
         """
         stored = self.validate_payload(payload)
+        if current_attempt.get() is not None:
+            return children.trigger(self.spec_for(current_engine().config), stored, options)
         engine = current_engine()
-        result = engine.trigger(self.spec_for(engine.config), stored, options)
+        result = engine.trigger(self.spec_for(engine.config), stored, scoped_options(options))
         return RunHandle(result.run_id, self.id, not result.created)
 
     async def atrigger(self, payload: P, **options: Any) -> RunHandle:
         """Async twin of `trigger` (the write happens off the event loop)."""
         return await asyncio.to_thread(lambda: self.trigger(payload, **options))
+
+    async def trigger_and_wait(self, payload: P, **options: Any) -> TaskRunResult:
+        """Inside an async run: trigger a child run of this task and wait for it, without
+        holding a concurrency slot. A failed child does not raise; use `.unwrap()`."""
+        stored = await asyncio.to_thread(self.validate_payload, payload)
+        spec = self.spec_for(current_engine().config)
+        return await children.trigger_and_wait(
+            spec, stored, options, what=f"{self.id}.trigger_and_wait"
+        )
+
+    def _batch_items(self, items: list[dict[str, Any]], what: str) -> list[children.Item]:
+        children._check_items(items, what)
+        spec = self.spec_for(current_engine().config)
+        resolved: list[children.Item] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise InvalidOptionError(
+                    f"{what}: item {index} must be a dict like {{'payload': ...}}, got {item!r}"
+                )
+            options = children.item_options(item, index, what)
+            resolved.append((spec, self.validate_payload(item.get("payload")), options))
+        return resolved
+
+    def batch_trigger(self, items: list[dict[str, Any]]) -> BatchHandle:
+        """Trigger up to 1,000 runs of this task in one transaction:
+        `[{"payload": ..., "options": {...}}, ...]`."""
+        return children.batch_trigger(self._batch_items(items, f"{self.id}.batch_trigger"))
+
+    async def abatch_trigger(self, items: list[dict[str, Any]]) -> BatchHandle:
+        """Async twin of `batch_trigger`."""
+        return await asyncio.to_thread(self.batch_trigger, items)
+
+    async def batch_trigger_and_wait(self, items: list[dict[str, Any]]) -> BatchResult:
+        """Inside an async run: trigger a batch of child runs and wait for all of them;
+        results come back in item order."""
+        what = f"{self.id}.batch_trigger_and_wait"
+        resolved = await asyncio.to_thread(self._batch_items, items, what)
+        return await children.batch_trigger_and_wait(resolved, what=what)
 
 
 def _is_pydantic_model(schema: Any) -> bool:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from . import registry
+from ..engine.spec import TaskSpec
+from . import children, registry
 from .client import current_engine
 from .handles import RunHandle
 from .hooks import Registrar
+from .results import TaskRunResult
 
 
 class Tasks:
@@ -31,11 +33,21 @@ class Tasks:
         Unlike `Task.trigger`, a schema task's schema is not applied here (as in
         Trigger.dev); the worker still parses the payload before each attempt.
         """
+        return children.trigger(self._spec(task_id), payload, options)
+
+    def _spec(self, task_id: str) -> TaskSpec:
         engine = current_engine()
         local = registry.get(task_id)
-        spec = local.spec_for(engine.config) if local is not None else engine.resolve_spec(task_id)
-        result = engine.trigger(spec, payload, options)
-        return RunHandle(result.run_id, task_id, not result.created)
+        return local.spec_for(engine.config) if local is not None else engine.resolve_spec(task_id)
+
+    async def trigger_and_wait(
+        self, task_id: str, payload: Any = None, **options: Any
+    ) -> TaskRunResult:
+        """Inside an async run: trigger a task by id as a child and wait for it."""
+        spec = await asyncio.to_thread(self._spec, task_id)
+        return await children.trigger_and_wait(
+            spec, payload, options, what="tasks.trigger_and_wait"
+        )
 
     async def atrigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
         """Async twin of `trigger`."""

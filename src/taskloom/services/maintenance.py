@@ -94,3 +94,23 @@ class LeaseRescuer:
         applied = self.store.attempts_finish(decided)
         self.rescued_total += len(applied)
         return applied
+
+
+@dataclass(slots=True)
+class WaitpointCompleter:
+    """Duration waits whose time came complete; tokens past their timeout time out. The
+    runs waiting on them go back to their queues."""
+
+    store: Store
+    requeued_total: int = 0
+
+    def run_once(self, now: int) -> list[str]:
+        """Complete due waitpoints; return the runs put back in their queues."""
+        requeued: list[str] = []
+        while True:
+            batch = self.store.waitpoints_complete_due(now, BATCH)
+            requeued.extend(batch)
+            if len(batch) < BATCH:
+                break
+        self.requeued_total += len(requeued)
+        return requeued

@@ -18,12 +18,16 @@ from .records import (
     LapsedAttempt,
     NewEvent,
     NewRun,
+    NewWaitpoint,
     QueueDeclaration,
     QueueRecord,
+    RecordedWait,
     RunFilter,
     RunRecord,
     TaskDefinitionRecord,
     TickResult,
+    WaitpointRecord,
+    WaitRef,
     WorkerInfo,
     WorkerTick,
 )
@@ -67,6 +71,10 @@ class Store(abc.ABC):
         Queued and delayed runs become CANCELED at once. A run held by a worker becomes
         CANCELED too, and a cancel signal is left for its worker, which stops the attempt.
         """
+
+    @abc.abstractmethod
+    def idempotency_key_reset(self, task_id: str, key: str) -> bool:
+        """Clear a task's idempotency key from the run holding it; True when one did."""
 
     @abc.abstractmethod
     def run_reschedule(self, run_id: str, delay_until: int, now: int) -> bool:
@@ -156,6 +164,68 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def task_catalog_list(self) -> list[TaskDefinitionRecord]:
         """Every announced task definition."""
+
+    # -- waits ------------------------------------------------------------------
+    @abc.abstractmethod
+    def wait_register(
+        self,
+        ref: WaitRef,
+        kind: str,
+        waitpoint: NewWaitpoint | None,
+        waitpoint_id: str | None,
+        now: int,
+        *,
+        result: bytes | None = None,
+    ) -> RecordedWait:
+        """Record a run's wait at its sequence number, creating `waitpoint` if given, or on
+        an existing `waitpoint_id` (a token); with `result`, a step done at once. Returns
+        what was recorded before, if anything (a replay or a re-attach), and COMPLETED at
+        once when the waitpoint is done."""
+
+    @abc.abstractmethod
+    def run_waits_list(self, run_id: str, attempt: int) -> list[RecordedWait]:
+        """The waits an attempt of a run made, by sequence number."""
+
+    @abc.abstractmethod
+    def run_trigger_child(
+        self, child: NewRun, ref: WaitRef | None, *, wait: bool, now: int
+    ) -> tuple[InsertResult, RecordedWait | None]:
+        """Trigger a child run from inside a run, recorded at `ref` (a replay finds the same
+        child); with `wait`, the parent's wait on it in the same transaction."""
+
+    @abc.abstractmethod
+    def batch_insert(
+        self,
+        batch_id: str,
+        parent_run_id: str | None,
+        runs: list[NewRun],
+        ref: WaitRef | None,
+        *,
+        wait: bool,
+        now: int,
+    ) -> tuple[list[InsertResult], RecordedWait | None]:
+        """Insert a batch of runs in one transaction (all or none), optionally waited on."""
+
+    @abc.abstractmethod
+    def waitpoint_create(self, waitpoint: NewWaitpoint, now: int) -> WaitpointRecord:
+        """Create a waitpoint (a token), or return the one holding its idempotency key."""
+
+    @abc.abstractmethod
+    def waitpoint_get(self, waitpoint_id: str) -> WaitpointRecord | None:
+        """One waitpoint."""
+
+    @abc.abstractmethod
+    def token_complete(self, waitpoint_id: str, output: bytes, now: int) -> tuple[bool, list[str]]:
+        """Complete a waiting token with `output`; (False, []) when it is done or unknown.
+        Returns the runs put back in their queues."""
+
+    @abc.abstractmethod
+    def waitpoints_complete_due(self, now: int, limit: int) -> list[str]:
+        """Complete duration waits whose time came, time out tokens; return requeued runs."""
+
+    @abc.abstractmethod
+    def runs_unpark(self, run_ids: list[str], worker_id: str) -> None:
+        """A worker lost the coroutines of these waiting runs: they continue by replay."""
 
     # -- queues -----------------------------------------------------------------
     @abc.abstractmethod

@@ -165,6 +165,9 @@ class ClaimedRun:
     concurrency_key: str | None
     sort_key: int
     isolate: bool = False
+    suspended: bool = False
+    resume_worker: str | None = None
+    waits: tuple[RecordedWait, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ class WorkerTick:
     claim_limit: int = 0
     read_signals: bool = False
     environment_limit: int | None = None
+    suspends: list[Suspension] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,13 +229,19 @@ class RunSignal:
 
 @dataclass(frozen=True, slots=True)
 class TickResult:
-    """What a tick claimed, which outcomes it applied, and signals waiting for the worker."""
+    """What a tick claimed, which outcomes it applied, and signals waiting for the worker.
+
+    `ready` holds, for a run that asked to suspend but whose waits had completed already,
+    those results (now delivered): the run goes on instead of waiting.
+    """
 
     claimed: list[ClaimedRun]
     applied: list[str]
     rejected: list[str]
     signals: list[RunSignal]
     worker_alive: bool
+    ready: dict[str, list[RecordedWait]] = field(default_factory=dict)
+    suspended: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,3 +308,62 @@ class QueueRecord:
     def effective_limit(self) -> int | None:
         """The limit in force: the override when set, else the code's value."""
         return self.limit_override if self.limit_override is not None else self.concurrency_limit
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRef:
+    """One wait of a run's attempt, by sequence number."""
+
+    run_id: str
+    attempt: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewWaitpoint:
+    """A waitpoint to create: DURATION (resume_at), TOKEN (optional timeout), RUN, BATCH."""
+
+    id: str
+    kind: str
+    resume_at: int | None = None
+    target_id: str | None = None
+    idempotency_key: str | None = None
+    idempotency_expires_at: int | None = None
+    tags: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedWait:
+    """A wait a run made, with its result once it completed (JSON bytes)."""
+
+    seq: int
+    kind: str
+    waitpoint_id: str | None
+    status: str  # PENDING or COMPLETED
+    result: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitpointRecord:
+    """One waitpoint."""
+
+    id: str
+    kind: str
+    status: str
+    resume_at: int | None
+    target_id: str | None
+    idempotency_key: str | None
+    tags: bytes | None
+    output: bytes | None
+    is_error: bool
+    created_at: int
+    completed_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A run whose attempt waits: it becomes WAITING unless its waits are already done."""
+
+    run_id: str
+    attempt: int
+    worker_id: str

@@ -21,6 +21,7 @@ import orjson
 
 from ..errors import StoreBusyError
 from . import sqlite_sql as sql
+from . import sqlite_waits as waits
 from .base import Store
 from .migrate import load_migrations
 from .records import (
@@ -32,13 +33,17 @@ from .records import (
     LapsedAttempt,
     NewEvent,
     NewRun,
+    NewWaitpoint,
     QueueDeclaration,
     QueueRecord,
+    RecordedWait,
     RunFilter,
     RunRecord,
     RunSignal,
     TaskDefinitionRecord,
     TickResult,
+    WaitpointRecord,
+    WaitRef,
     WorkerInfo,
     WorkerTick,
 )
@@ -48,6 +53,7 @@ T = TypeVar("T")
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _HELD = ("DEQUEUED", "EXECUTING")
+_FINAL = frozenset(waits.FINAL)
 GUARD_CHUNK = 500
 
 
@@ -179,55 +185,14 @@ class SqliteStore(Store):
 
     # -- runs -----------------------------------------------------------------------
     def run_insert(self, run: NewRun, now: int) -> InsertResult:
-        params = (
-            run.id,
-            run.task_id,
-            run.queue,
-            run.concurrency_key or "",
-            run.status,
-            run.payload,
-            run.max_attempts,
-            run.retry,
-            run.machine,
-            run.max_duration,
-            run.ttl_ms,
-            run.priority_ms,
-            run.queue_ts,
-            run.sort_key,
-            run.available_at,
-            run.delay_until,
-            run.expires_at,
-            run.idempotency_key,
-            run.idempotency_expires_at,
-            None if run.tags is None else run.tags.decode(),
-            run.metadata,
-            run.parent_run_id,
-            run.root_run_id,
-            run.depth,
-            run.batch_id,
-            int(run.is_test),
-            run.replayed_from,
-            run.created_at,
-            now,
-        )
-        key = run.idempotency_key
-        if key is None:
+        if run.idempotency_key is None:
             # One statement is its own transaction: no BEGIN/COMMIT round trips.
+            params = _insert_params(run, now)
             with self._lock:
                 conn = self._connection()
                 self._retry_busy(lambda: conn.execute(sql.INSERT_RUN, params), "trigger")
             return InsertResult(run.id, True)
-
-        def body(conn: sqlite3.Connection) -> InsertResult:
-            found = conn.execute(sql.SELECT_IDEMPOTENT, (run.task_id, key)).fetchone()
-            if found is not None:
-                if found[1] is None or found[1] > now:
-                    return InsertResult(found[0], False)
-                conn.execute(sql.CLEAR_IDEMPOTENCY, (found[0],))
-            conn.execute(sql.INSERT_RUN, params)
-            return InsertResult(run.id, True)
-
-        return self._write(body, "trigger")
+        return self._write(lambda conn: _insert_run(conn, run, now), "trigger")
 
     def run_get(self, run_id: str) -> RunRecord | None:
         row = self._read(lambda conn: conn.execute(sql.SELECT_RUN, (run_id,)).fetchone())
@@ -259,21 +224,35 @@ class SqliteStore(Store):
     def run_cancel(self, run_id: str, now: int, reason: str) -> str | None:
         error = b'{"type":"TaskRunCancelledError","message":"' + _json_text(reason) + b'"}'
 
-        def body(conn: sqlite3.Connection) -> str | None:
-            found = conn.execute(sql.SELECT_STATUS, (run_id,)).fetchone()
+        def cancel_one(conn: sqlite3.Connection, target: str, why: bytes) -> str | None:
+            found = conn.execute(sql.SELECT_STATUS, (target,)).fetchone()
             if found is None:
                 return None
-            status, worker_id = found
-            if status in ("COMPLETED", "CANCELED", "FAILED", "CRASHED", "SYSTEM_FAILURE"):
+            status, worker_id, resume_worker = found
+            if status in _FINAL:
                 return str(status)
-            if status in ("EXPIRED", "TIMED_OUT"):
-                return str(status)
-            if status in _HELD and worker_id is not None:
-                conn.execute(sql.INSERT_SIGNAL, (worker_id, run_id, "cancel", reason, now))
-            conn.execute(sql.CANCEL_RUN, (now, now, error, run_id, status))
+            holder = worker_id if status in _HELD else resume_worker
+            if holder is not None:  # the worker running it (or holding it while it waits)
+                conn.execute(sql.INSERT_SIGNAL, (holder, target, "cancel", reason, now))
+            conn.execute(sql.CANCEL_RUN, (now, now, why, target, status))
+            children = [row[0] for row in conn.execute(sql.SELECT_LIVE_CHILDREN, (target,))]
+            child_error = (
+                b'{"type":"TaskRunCancelledError","message":"its parent run '
+                + target.encode()
+                + b' was cancelled"}'
+            )
+            for child in children:
+                cancel_one(conn, child, child_error)
+            waits.runs_finished(conn, [target], now)
             return str(status)
 
-        return self._write(body, "cancel")
+        return self._write(lambda conn: cancel_one(conn, run_id, error), "cancel")
+
+    def idempotency_key_reset(self, task_id: str, key: str) -> bool:
+        return self._write(
+            lambda conn: conn.execute(sql.RESET_IDEMPOTENCY, (task_id, key)).rowcount > 0,
+            "reset idempotency key",
+        )
 
     def run_reschedule(self, run_id: str, delay_until: int, now: int) -> bool:
         def body(conn: sqlite3.Connection) -> bool:
@@ -292,17 +271,20 @@ class SqliteStore(Store):
         )
 
     def runs_expire(self, now: int, limit: int) -> list[str]:
-        rows = self._write(
-            lambda conn: conn.execute(sql.EXPIRE_RUNS, (now, now, now, limit)).fetchall(),
-            "expire",
-        )
-        return [row[0] for row in rows]
+        def body(conn: sqlite3.Connection) -> list[str]:
+            ids = [row[0] for row in conn.execute(sql.EXPIRE_RUNS, (now, now, now, limit))]
+            if ids:
+                waits.runs_finished(conn, ids, now)
+            return ids
+
+        return self._write(body, "expire")
 
     def run_next_due(self, now: int) -> int | None:
         def body(conn: sqlite3.Connection) -> int | None:
             times = [
                 conn.execute(sql.NEXT_DELAYED).fetchone()[0],
                 conn.execute(sql.NEXT_EXPIRY).fetchone()[0],
+                waits.next_due(conn),
             ]
             present = [t for t in times if t is not None]
             return min(present) if present else None
@@ -344,7 +326,11 @@ class SqliteStore(Store):
         )
 
     def worker_stop(self, worker_id: str, now: int) -> None:
-        self._write(lambda conn: conn.execute(sql.STOP_WORKER, (now, worker_id)), "stop")
+        def body(conn: sqlite3.Connection) -> None:
+            conn.execute(sql.STOP_WORKER, (now, worker_id))
+            conn.execute(sql.UNPARK_DEAD)  # runs waiting on it continue elsewhere
+
+        self._write(body, "stop")
 
     def worker_tick(self, tick: WorkerTick) -> TickResult:
         now = tick.now
@@ -360,6 +346,14 @@ class SqliteStore(Store):
             applied, rejected = _finish_attempts(conn, tick.outcomes, now)
             if tick.events:
                 _insert_events(conn, tick.events)
+            ready: dict[str, list[RecordedWait]] = {}
+            suspended: list[str] = []
+            for item in tick.suspends:
+                found = waits.suspend(conn, item.run_id, item.attempt, item.worker_id, now)
+                if found is None:
+                    suspended.append(item.run_id)
+                else:
+                    ready[item.run_id] = found
             signals: list[RunSignal] = []
             if tick.read_signals:
                 rows = conn.execute(sql.SELECT_SIGNALS, (worker_id,)).fetchall()
@@ -371,7 +365,7 @@ class SqliteStore(Store):
                 claimed = self._claimer.claim(
                     conn, worker_id, now, tick.claim_limit, tick.environment_limit
                 )
-            return TickResult(claimed, applied, rejected, signals, alive)
+            return TickResult(claimed, applied, rejected, signals, alive, ready, suspended)
 
         return self._write(body, "worker tick")
 
@@ -391,10 +385,13 @@ class SqliteStore(Store):
         return self._write(body, "release")
 
     def workers_reap(self, now: int, lease_ms: int) -> list[str]:
-        rows = self._write(
-            lambda conn: conn.execute(sql.REAP_WORKERS, (now, now - lease_ms)).fetchall(), "reap"
-        )
-        return [row[0] for row in rows]
+        def body(conn: sqlite3.Connection) -> list[str]:
+            dead = [row[0] for row in conn.execute(sql.REAP_WORKERS, (now, now - lease_ms))]
+            if dead:
+                conn.execute(sql.UNPARK_DEAD)  # their waiting runs continue elsewhere
+            return dead
+
+        return self._write(body, "reap")
 
     def attempts_lapsed(self, now: int, lease_ms: int, limit: int) -> list[LapsedAttempt]:
         rows = self._read(
@@ -431,6 +428,107 @@ class SqliteStore(Store):
     def task_catalog_list(self) -> list[TaskDefinitionRecord]:
         rows = self._read(lambda conn: conn.execute(sql.SELECT_TASKS).fetchall())
         return [TaskDefinitionRecord(*row) for row in rows]
+
+    # -- waits ----------------------------------------------------------------------
+    def wait_register(
+        self,
+        ref: WaitRef,
+        kind: str,
+        waitpoint: NewWaitpoint | None,
+        waitpoint_id: str | None,
+        now: int,
+        *,
+        result: bytes | None = None,
+    ) -> RecordedWait:
+        def body(conn: sqlite3.Connection) -> RecordedWait:
+            existing = waits.run_wait_get(conn, ref)
+            if existing is not None:
+                return existing
+            target = waitpoint_id
+            if waitpoint is not None:
+                target = waits.waitpoint_insert(conn, waitpoint, now)
+            return waits.run_wait_insert(conn, ref, kind, target, now, result=result)
+
+        return self._write(body, "wait")
+
+    def run_waits_list(self, run_id: str, attempt: int) -> list[RecordedWait]:
+        return self._read(lambda conn: waits.run_waits_list(conn, run_id, attempt))
+
+    def run_trigger_child(
+        self, child: NewRun, ref: WaitRef | None, *, wait: bool, now: int
+    ) -> tuple[InsertResult, RecordedWait | None]:
+        def body(conn: sqlite3.Connection) -> tuple[InsertResult, RecordedWait | None]:
+            if ref is not None:
+                existing = waits.run_wait_get(conn, ref)
+                if existing is not None:
+                    return InsertResult(_child_of(conn, existing), False), existing
+            result = _insert_run(conn, child, now)
+            if wait:
+                assert ref is not None
+                return result, waits.wait_for_run(conn, ref, result.run_id, now)
+            if ref is None:
+                return result, None
+            return result, waits.record_trigger(conn, ref, {"id": result.run_id}, now)
+
+        return self._write(body, "trigger child")
+
+    def batch_insert(
+        self,
+        batch_id: str,
+        parent_run_id: str | None,
+        runs: list[NewRun],
+        ref: WaitRef | None,
+        *,
+        wait: bool,
+        now: int,
+    ) -> tuple[list[InsertResult], RecordedWait | None]:
+        def body(conn: sqlite3.Connection) -> tuple[list[InsertResult], RecordedWait | None]:
+            if ref is not None:
+                existing = waits.run_wait_get(conn, ref)
+                if existing is not None:
+                    items = waits.batch_item_ids(conn, _batch_of(conn, existing))
+                    return [InsertResult(i, False) for i in items], existing
+            results = [_insert_run(conn, run, now) for run in runs]
+            ids = [r.run_id for r in results]
+            recorded = waits.batch_create(
+                conn, batch_id, parent_run_id, ids, ref, wait=wait, now=now
+            )
+            return results, recorded
+
+        return self._write(body, "batch")
+
+    def waitpoint_create(self, waitpoint: NewWaitpoint, now: int) -> WaitpointRecord:
+        def body(conn: sqlite3.Connection) -> WaitpointRecord:
+            found = waits.waitpoint_get(conn, waits.waitpoint_insert(conn, waitpoint, now))
+            assert found is not None
+            return found
+
+        return self._write(body, "waitpoint")
+
+    def waitpoint_get(self, waitpoint_id: str) -> WaitpointRecord | None:
+        return self._read(lambda conn: waits.waitpoint_get(conn, waitpoint_id))
+
+    def token_complete(self, waitpoint_id: str, output: bytes, now: int) -> tuple[bool, list[str]]:
+        result = b'{"ok":true,"output":' + output + b"}"
+
+        def body(conn: sqlite3.Connection) -> tuple[bool, list[str]]:
+            found = waits.waitpoint_get(conn, waitpoint_id)
+            if found is None or found.kind != "TOKEN" or found.status != "WAITING":
+                return False, []
+            completions = [(waitpoint_id, "COMPLETED", result, False)]
+            return True, waits.complete_waitpoints(conn, completions, now)
+
+        return self._write(body, "complete token")
+
+    def waitpoints_complete_due(self, now: int, limit: int) -> list[str]:
+        return self._write(lambda conn: waits.complete_due(conn, now, limit), "waitpoints")
+
+    def runs_unpark(self, run_ids: list[str], worker_id: str) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            conn.executemany(sql.UNPARK_RUN, [(run_id, worker_id) for run_id in run_ids])
+
+        if run_ids:
+            self._write(body, "unpark")
 
     # -- queues ---------------------------------------------------------------------
     def queues_declare(self, queues: list[QueueDeclaration], now: int) -> None:
@@ -472,6 +570,68 @@ class SqliteStore(Store):
             lambda conn: conn.execute(sql.OVERRIDE_QUEUE_LIMIT, params).rowcount == 1,
             "queue limit",
         )
+
+
+def _insert_params(run: NewRun, now: int) -> tuple[Any, ...]:
+    return (
+        run.id,
+        run.task_id,
+        run.queue,
+        run.concurrency_key or "",
+        run.status,
+        run.payload,
+        run.max_attempts,
+        run.retry,
+        run.machine,
+        run.max_duration,
+        run.ttl_ms,
+        run.priority_ms,
+        run.queue_ts,
+        run.sort_key,
+        run.available_at,
+        run.delay_until,
+        run.expires_at,
+        run.idempotency_key,
+        run.idempotency_expires_at,
+        None if run.tags is None else run.tags.decode(),
+        run.metadata,
+        run.parent_run_id,
+        run.root_run_id,
+        run.depth,
+        run.batch_id,
+        int(run.is_test),
+        run.replayed_from,
+        run.created_at,
+        now,
+    )
+
+
+def _insert_run(conn: sqlite3.Connection, run: NewRun, now: int) -> InsertResult:
+    """Insert a run inside a transaction, or resolve its idempotency key to a live run."""
+    key = run.idempotency_key
+    if key is not None:
+        found = conn.execute(sql.SELECT_IDEMPOTENT, (run.task_id, key)).fetchone()
+        if found is not None:
+            if found[1] is None or found[1] > now:
+                return InsertResult(found[0], False)
+            conn.execute(sql.CLEAR_IDEMPOTENCY, (found[0],))
+    conn.execute(sql.INSERT_RUN, _insert_params(run, now))
+    return InsertResult(run.id, True)
+
+
+def _child_of(conn: sqlite3.Connection, recorded: RecordedWait) -> str:
+    """The child run id a recorded trigger or task wait refers to."""
+    if recorded.kind == "trigger":
+        return str(orjson.loads(recorded.result or b"{}")["id"])
+    found = waits.waitpoint_get(conn, recorded.waitpoint_id or "")
+    return "" if found is None else str(found.target_id)
+
+
+def _batch_of(conn: sqlite3.Connection, recorded: RecordedWait) -> str:
+    if recorded.kind == "trigger":
+        return str(orjson.loads(recorded.result or b"{}")["batch_id"])
+    found = waits.waitpoint_get(conn, recorded.waitpoint_id or "")
+    return "" if found is None else str(found.target_id)
 
 
 def _queue_record(row: tuple[Any, ...], running: int, queued: int) -> QueueRecord:
@@ -532,6 +692,7 @@ def _finish_attempts(
     if not outcomes:
         return applied, rejected
     guards = _guards(conn, [o.run_id for o in outcomes])
+    waited: list[str] = []
     updates = []
     attempt_rows = []
     for o in outcomes:
@@ -541,6 +702,8 @@ def _finish_attempts(
             continue
         del guards[o.run_id]  # decided: another outcome for this run in the batch is stale
         status = found[2]
+        if found[3] and o.status in _FINAL:
+            waited.append(o.run_id)
         if status in _HELD:
             updates.append(
                 (
@@ -554,6 +717,7 @@ def _finish_attempts(
                     1 if o.released else 0,
                     1 if o.clear_idempotency_key else 0,
                     o.machine,
+                    1 if o.released else 0,
                     now,
                     o.run_id,
                     o.attempt,
@@ -581,4 +745,6 @@ def _finish_attempts(
         conn.executemany(sql.FINISH_ATTEMPT, updates)
     if attempt_rows:
         conn.executemany(sql.INSERT_ATTEMPT, attempt_rows)
+    if waited:
+        waits.runs_finished(conn, waited, now)
     return applied, rejected

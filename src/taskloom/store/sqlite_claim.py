@@ -7,9 +7,12 @@ the limit); an optional `key_total_limit` caps a queue's sub-queues together, an
 environment limit caps everything. Only DEQUEUED and EXECUTING runs count.
 
 Fairness: each claim visits the sub-queues that have ready runs in key order, starting
-after where this worker's previous claim stopped (round robin), gives each at most an
-equal share of the batch, and finally takes the oldest candidates (queue timestamp minus
-priority) first. A sub-queue with 10,000 ready runs cannot starve one with a single run.
+after the last sub-queue the worker's previous claim served (round robin), gives each at
+most an equal share of the batch, and hands candidates out in rounds: every visited
+sub-queue's first run, in visiting order, before any sub-queue's second. So a sub-queue
+with 10,000 ready runs can take neither the batch nor a queue's total cap across keys
+from one with a single run. Within a sub-queue runs go oldest first (queue timestamp
+minus priority).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .records import ClaimedRun
+from . import sqlite_waits as waits
+from .records import ClaimedRun, RecordedWait
 
 CLAIM_COLUMNS = (
     "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, tags, "
     "metadata, idempotency_key, parent_run_id, root_run_id, depth, is_test, replayed_from, "
-    "created_at, concurrency_key, sort_key, isolate"
+    "created_at, concurrency_key, sort_key, isolate, suspended, resume_worker"
 )
 
 SELECT_QUEUE_SETTINGS = """
@@ -67,14 +71,14 @@ SELECT pair FROM pairs WHERE n > 0 AND pair IS NOT NULL
 SELECT_HEADS = """
 SELECT sort_key, id FROM runs
 WHERE status = 'QUEUED' AND queue = ? AND concurrency_key = ? AND available_at <= ?
-    AND (expires_at IS NULL OR expires_at > ?)
+    AND (expires_at IS NULL OR expires_at > ?) AND (resume_worker IS NULL OR resume_worker = ?)
 ORDER BY sort_key
 LIMIT ? OFFSET ?
 """
 
 CLAIM_PREFIX = """
-UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1, expires_at = NULL,
-    updated_at = ?
+UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1 - suspended,
+    expires_at = NULL, updated_at = ?
 WHERE status = 'QUEUED' AND id IN ("""
 CLAIM_SUFFIX = f") RETURNING {CLAIM_COLUMNS}"
 
@@ -82,6 +86,7 @@ CHUNK = 500
 START = ("", "")
 
 Pair = tuple[str, str]
+Candidate = tuple[int, int, int, str, str, str]  # rank, visit position, sort key, id, pair
 
 
 @dataclass(slots=True)
@@ -137,8 +142,12 @@ class Claimer:
                 caps[pair] = cap
         if not caps:
             return []
-        candidates = self._candidates(conn, caps, budget, now)
-        chosen = _choose(candidates, budget, settings, active)
+        candidates = self._candidates(conn, caps, budget, now, worker_id)
+        chosen, last_served = _choose(candidates, budget, settings, active)
+        if last_served is not None:
+            # Sub-queues visited but left out (by the batch size or a total cap) go first
+            # next time.
+            self.cursor = last_served
         self.stats["claims"] += 1
         self.stats["pairs"] += len(pairs)
         return _claim_ids(conn, chosen, worker_id, now)
@@ -156,25 +165,31 @@ class Claimer:
 
     @staticmethod
     def _candidates(
-        conn: sqlite3.Connection, caps: dict[Pair, int], budget: int, now: int
-    ) -> list[tuple[int, str, str, str]]:
+        conn: sqlite3.Connection, caps: dict[Pair, int], budget: int, now: int, worker_id: str
+    ) -> list[Candidate]:
         share = max(1, math.ceil(budget / len(caps)))
-        found: list[tuple[int, str, str, str]] = []
-        short: list[tuple[Pair, int, int]] = []
-        for pair, cap in caps.items():
+        found: list[Candidate] = []
+        short: list[tuple[int, Pair, int, int]] = []
+        for position, (pair, cap) in enumerate(caps.items()):
             want = min(cap, share)
-            rows = conn.execute(SELECT_HEADS, (*pair, now, now, want, 0)).fetchall()
-            found.extend((sort_key, run_id, *pair) for sort_key, run_id in rows)
+            rows = conn.execute(SELECT_HEADS, (*pair, now, now, worker_id, want, 0)).fetchall()
+            found.extend(
+                (rank, position, sort_key, run_id, *pair)
+                for rank, (sort_key, run_id) in enumerate(rows)
+            )
             if len(rows) == want and cap > want:
-                short.append((pair, cap, want))
+                short.append((position, pair, cap, want))
         # Top up from sub-queues that had more than their share, when others had less.
-        for pair, cap, got in short:
+        for position, pair, cap, got in short:
             if len(found) >= budget:
                 break
             more = min(cap - got, budget - len(found))
-            rows = conn.execute(SELECT_HEADS, (*pair, now, now, more, got)).fetchall()
-            found.extend((sort_key, run_id, *pair) for sort_key, run_id in rows)
-        found.sort()
+            rows = conn.execute(SELECT_HEADS, (*pair, now, now, worker_id, more, got)).fetchall()
+            found.extend(
+                (got + rank, position, sort_key, run_id, *pair)
+                for rank, (sort_key, run_id) in enumerate(rows)
+            )
+        found.sort()  # in rounds: each sub-queue's first run, then each one's second...
         return found
 
 
@@ -188,12 +203,13 @@ def _pairs_after(conn: sqlite3.Connection, after: Pair, wanted: int) -> list[Pai
 
 
 def _choose(
-    candidates: list[tuple[int, str, str, str]],
+    candidates: list[Candidate],
     budget: int,
     settings: dict[str, QueueSettings],
     active: dict[Pair, int],
-) -> list[str]:
-    """The oldest candidates, keeping each queue's total across keys under its cap."""
+) -> tuple[list[str], Pair | None]:
+    """The candidates in their order, keeping each queue's total across keys under its cap;
+    and the last sub-queue (in visiting order) that got one."""
     totals: dict[str, int] = defaultdict(int)
     capped = {name for name, s in settings.items() if s.key_total is not None}
     if capped:
@@ -201,7 +217,9 @@ def _choose(
             if queue in capped:
                 totals[queue] += count
     chosen: list[str] = []
-    for _sort_key, run_id, queue, _key in candidates:
+    last_position = -1
+    last_served: Pair | None = None
+    for _rank, position, _sort_key, run_id, queue, key in candidates:
         if len(chosen) >= budget:
             break
         if queue in capped:
@@ -211,7 +229,9 @@ def _choose(
                 continue
             totals[queue] += 1
         chosen.append(run_id)
-    return chosen
+        if position > last_position:
+            last_position, last_served = position, (queue, key)
+    return chosen, last_served
 
 
 def _claim_ids(
@@ -228,6 +248,14 @@ def _claim_ids(
             values[15] = bool(values[15])
             values[18] = values[18] or None  # concurrency key '' means none
             values[20] = bool(values[20])
-            claimed.append(ClaimedRun(*values))
+            values[21] = bool(values[21])
+            recorded: tuple[RecordedWait, ...] = ()
+            if values[21]:  # it continues an attempt that waited
+                if values[22] == worker_id:  # its coroutine is parked here: deliver results
+                    recorded = tuple(waits.take_undelivered(conn, values[0], values[3]))
+                else:  # it replays: every recorded wait of the attempt
+                    recorded = tuple(waits.run_waits_list(conn, values[0], values[3]))
+                    waits.take_undelivered(conn, values[0], values[3])
+            claimed.append(ClaimedRun(*values[:23], waits=recorded))  # type: ignore[misc]
     claimed.sort(key=lambda run: run.sort_key)
     return claimed

@@ -22,6 +22,9 @@ SELECT id, idempotency_expires_at FROM runs WHERE task_id = ? AND idempotency_ke
 """
 
 CLEAR_IDEMPOTENCY = "UPDATE runs SET idempotency_key = NULL WHERE id = ?"
+RESET_IDEMPOTENCY = """
+UPDATE runs SET idempotency_key = NULL WHERE task_id = ? AND idempotency_key = ?
+"""
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
 
@@ -33,7 +36,7 @@ UPDATE runs SET status = 'EXECUTING', started_at = COALESCE(started_at, ?), upda
 WHERE id = ? AND attempt = ? AND worker_id = ? AND status = 'DEQUEUED'
 """
 
-SELECT_GUARDS_PREFIX = "SELECT id, attempt, worker_id, status FROM runs WHERE id IN ("
+SELECT_GUARDS_PREFIX = "SELECT id, attempt, worker_id, status, waited FROM runs WHERE id IN ("
 
 FINISH_ATTEMPT = """
 UPDATE runs SET
@@ -44,9 +47,11 @@ UPDATE runs SET
     finished_at = ?,
     started_at = COALESCE(started_at, ?),
     worker_id = CASE WHEN ? = 'QUEUED' THEN NULL ELSE worker_id END,
-    attempt = attempt - ?,
+    attempt = attempt - ? * (1 - suspended),
     idempotency_key = CASE WHEN ? THEN NULL ELSE idempotency_key END,
     machine = COALESCE(?, machine),
+    suspended = CASE WHEN ? THEN suspended ELSE 0 END,
+    resume_worker = NULL,
     updated_at = ?
 WHERE id = ? AND attempt = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
 """
@@ -64,7 +69,17 @@ INSERT_SIGNAL = """
 INSERT INTO run_signals (worker_id, run_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)
 """
 
-SELECT_STATUS = "SELECT status, worker_id FROM runs WHERE id = ?"
+SELECT_STATUS = "SELECT status, worker_id, resume_worker FROM runs WHERE id = ?"
+SELECT_LIVE_CHILDREN = """
+SELECT id FROM runs WHERE parent_run_id = ? AND status NOT IN
+    ('COMPLETED', 'CANCELED', 'FAILED', 'CRASHED', 'SYSTEM_FAILURE', 'EXPIRED', 'TIMED_OUT')
+"""
+UNPARK_DEAD = """
+UPDATE runs SET resume_worker = NULL WHERE resume_worker IN (
+    SELECT id FROM workers WHERE status != 'RUNNING'
+)
+"""
+UNPARK_RUN = "UPDATE runs SET resume_worker = NULL WHERE id = ? AND resume_worker = ?"
 
 CANCEL_RUN = """
 UPDATE runs SET status = 'CANCELED', finished_at = ?, updated_at = ?, error = ?
@@ -104,8 +119,8 @@ NEXT_DELAYED = "SELECT MIN(delay_until) FROM runs WHERE status = 'DELAYED'"
 NEXT_EXPIRY = "SELECT MIN(expires_at) FROM runs WHERE status = 'QUEUED' AND expires_at IS NOT NULL"
 
 RELEASE_RUN = """
-UPDATE runs SET status = 'QUEUED', worker_id = NULL, attempt = attempt - 1, updated_at = ?,
-    isolate = MAX(isolate, ?)
+UPDATE runs SET status = 'QUEUED', worker_id = NULL, attempt = attempt - 1 + suspended,
+    resume_worker = NULL, updated_at = ?, isolate = MAX(isolate, ?)
 WHERE id = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
 """
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Config
 from ..machines import resolve_machine
+from ..sdk.attempt_runtime import AttemptRuntime, current_attempt
 from ..sdk.capture import flush_partial
 from ..sdk.context import (
     AttemptInfo,
@@ -31,9 +32,20 @@ from ..sdk.context import (
 )
 from ..sdk.runtime import current_sink, now_ms
 from ..sdk.task import Task
+from ..store.records import RecordedWait
 from ..types import RunStatus, ms_to_datetime
 from .errors import error_dict
 from .lifecycle import Lifecycle
+
+
+def recorded_waits(raw: Any) -> dict[int, RecordedWait]:
+    """Recorded waits from a start message: [[seq, kind, waitpoint_id, status, result]]."""
+    found: dict[int, RecordedWait] = {}
+    for seq, kind, waitpoint_id, status, result in raw or []:
+        data = None if result is None else result.encode()
+        found[seq] = RecordedWait(seq, kind, waitpoint_id, status, data)
+    return found
+
 
 __all__ = ["AttemptRunner", "AttemptSink", "AttemptState", "build_context", "error_dict"]
 
@@ -117,6 +129,7 @@ class AttemptRunner:
         config: Config,
         threads: Executor,
         request_kill: Callable[[str], None] | None = None,
+        send: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.task = task
         self.start = start
@@ -124,7 +137,9 @@ class AttemptRunner:
         self.config = config
         self.threads = threads
         self.request_kill = request_kill or (lambda status: None)
+        self.send = send or (lambda message: None)
         self.lifecycle: Lifecycle | None = None
+        self.runtime: AttemptRuntime | None = None
 
     async def run(self) -> dict[str, Any]:
         """Execute the attempt; never raises (except CancelledError when cancelled)."""
@@ -149,7 +164,23 @@ class AttemptRunner:
             )
             if self.state.cancel_reason is not None:  # cancelled before it began
                 self.lifecycle.cancel_reason = self.state.cancel_reason
-            return await self.lifecycle.execute()
+            lifecycle = self.lifecycle
+            self.runtime = AttemptRuntime(
+                ctx,
+                recorded=recorded_waits(self.start.get("waits")),
+                send=self.send,
+                on_wait=lifecycle.fire_wait,
+                on_resume=lifecycle.fire_resume,
+                is_async=self.task.is_async,
+                queue_ts=self.start.get("queue_ts"),
+            )
+            if isinstance(self.start.get("metadata"), dict):
+                self.runtime.metadata = dict(self.start["metadata"])
+            runtime_token = current_attempt.set(self.runtime)
+            try:
+                return await lifecycle.execute()
+            finally:
+                current_attempt.reset(runtime_token)
         finally:
             flush_partial(sink)
             current_context.reset(ctx_token)

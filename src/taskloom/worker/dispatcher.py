@@ -22,7 +22,7 @@ import orjson
 
 from ..config import Config
 from ..engine import outcomes
-from ..store.records import AttemptOutcome, ClaimedRun, NewEvent
+from ..store.records import AttemptOutcome, ClaimedRun, NewEvent, RecordedWait
 from .executors import ExecutorProcess, describe_exit
 from .ipc import read_frame
 from .pools import ExecutorPools
@@ -47,6 +47,8 @@ class DispatchHost(Protocol):
     def release(self, held: list[InFlight], *, isolate: bool) -> None: ...
     def want_claim(self) -> None: ...
     def wake_at(self, when_ms: int) -> None: ...
+    def add_suspend(self, run_id: str, attempt: int) -> None: ...
+    def unpark(self, run_ids: list[str]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -68,12 +70,21 @@ class Dispatcher:
         self.config = config
         self.pools = pools
         self.in_flight: dict[str, InFlight] = {}
+        self.parked: dict[str, InFlight] = {}  # WAITING runs whose coroutines we hold
         self._waiting: list[InFlight] = []  # claimed, for an executor still starting
         self.completed = 0
 
     # -- dispatch -------------------------------------------------------------------
     def dispatch(self, run: ClaimedRun) -> None:
-        """Send a claimed run to an executor of its machine (starting one if needed)."""
+        """Send a claimed run to an executor of its machine (starting one if needed); a run
+        whose wait completed continues where its coroutine is parked."""
+        parked = self.parked.pop(run.id, None)
+        if parked is not None and run.suspended and parked.executor is not None:
+            holder = parked.executor
+            holder.parked.discard(run.id)
+            if parked.run.attempt == run.attempt and not holder.retiring:
+                self._resume(InFlight(run, self.host.worker_id, holder, parked.started_at))
+                return
         item = InFlight(run, self.host.worker_id)
         self.in_flight[run.id] = item
         executor = self.pools.pick(run.machine, run.isolate)
@@ -96,11 +107,57 @@ class Dispatcher:
             else:
                 self._send_start(item, target)
 
+    def _resume(self, item: InFlight, results: list[RecordedWait] | None = None) -> None:
+        run = item.run
+        assert item.executor is not None
+        self.in_flight[run.id] = item
+        item.executor.in_flight.add(run.id)
+        delivered = run.waits if results is None else results
+        item.executor.send(
+            [
+                "resume",
+                run.id,
+                run.attempt,
+                [[w.seq, _text(w.result)] for w in delivered],
+            ]
+        )
+        self.host.add_start(run.id, run.attempt, self.host.now())
+        self._arm_deadline(item)
+
+    def on_suspended(self, run_ids: list[str]) -> None:
+        """These runs are WAITING now: they hold no slot; their coroutines stay parked."""
+        for run_id in run_ids:
+            item = self.in_flight.pop(run_id, None)
+            if item is None or item.executor is None:
+                continue
+            item.executor.in_flight.discard(run_id)
+            item.executor.parked.add(run_id)
+            if item.deadline is not None:
+                item.deadline.cancel()
+                item.deadline = None
+            self.parked[run_id] = item
+
+    def on_ready(self, ready: dict[str, list[RecordedWait]]) -> None:
+        """Runs that asked to wait, but whose waits had completed: deliver the results."""
+        for run_id, results in ready.items():
+            item = self.in_flight.get(run_id)
+            if item is not None and item.executor is not None and results:
+                item.executor.send(
+                    [
+                        "resume",
+                        run_id,
+                        item.run.attempt,
+                        [[w.seq, _text(w.result)] for w in results],
+                    ]
+                )
+
     def _send_start(self, item: InFlight, executor: ExecutorProcess) -> None:
         run = item.run
         item.executor = executor
         executor.in_flight.add(run.id)
         executor.send(["start", start_message(run, self.config.environment)])
+        if run.suspended:  # a replay: its recorded waits are in the start message
+            self.host.add_start(run.id, run.attempt, self.host.now())
 
     # -- messages from executors ----------------------------------------------------
     async def watch(self, executor: ExecutorProcess) -> int:
@@ -117,6 +174,10 @@ class Dispatcher:
                     self.on_started(message[1], message[2], message[3])
                 elif kind == "events":
                     self.on_events(message[1], message[2], message[3])
+                elif kind == "wait":
+                    item = self._held(message[1], message[2])
+                    if item is not None:
+                        self.host.add_suspend(message[1], message[2])
                 elif kind == "kill":
                     status = message[4] if len(message) > 4 else "CANCELED"
                     self.on_kill_request(executor, message[1], message[2], message[3], status)
@@ -140,10 +201,13 @@ class Dispatcher:
             return
         item.started_at = started_at
         self.host.add_start(run_id, attempt, started_at)
-        if item.run.max_duration:
+        self._arm_deadline(item)
+
+    def _arm_deadline(self, item: InFlight) -> None:
+        if item.run.max_duration and item.deadline is None:
             delay = item.run.max_duration + DEADLINE_GRACE_SECONDS
             item.deadline = asyncio.get_running_loop().call_later(
-                delay, self._deadline_passed, run_id, attempt
+                delay, self._deadline_passed, item.run.id, item.run.attempt
             )
 
     def on_events(self, run_id: str, attempt: int, events: list[list[Any]]) -> None:
@@ -154,6 +218,9 @@ class Dispatcher:
     def on_done(self, run_id: str, attempt: int, result: dict[str, Any]) -> None:
         item = self._held(run_id, attempt)
         if item is None:
+            parked = self.parked.pop(run_id, None)  # cancelled while it waited
+            if parked is not None and parked.executor is not None:
+                parked.executor.parked.discard(run_id)
             return
         self._forget(item)
         started_at = result.get("started_at") or item.started_at
@@ -259,7 +326,12 @@ class Dispatcher:
             self.host.release(held, isolate=True)
 
     def on_exit(self, executor: ExecutorProcess, code: int, *, stopping: bool) -> None:
-        """An executor process ended. Account for what it still held."""
+        """An executor process ended. Account for what it still held: its attempts (see the
+        module docstring) and the coroutines of waiting runs, which now continue by replay."""
+        lost = [run_id for run_id in executor.parked if self.parked.pop(run_id, None)]
+        executor.parked.clear()
+        if lost and not stopping:
+            self.host.unpark(lost)
         held = [self.in_flight[r] for r in list(executor.in_flight) if r in self.in_flight]
         for item in held:
             self._forget(item)
@@ -290,9 +362,12 @@ class Dispatcher:
 
     # -- cancellation and shutdown --------------------------------------------------
     def cancel(self, run_id: str, reason: str) -> None:
-        """A cancel signal for a run this worker holds."""
+        """A cancel signal for a run this worker holds (or holds parked while it waits)."""
         item = self.in_flight.get(run_id)
         if item is None:
+            parked = self.parked.get(run_id)
+            if parked is not None and parked.executor is not None:
+                parked.executor.send(["cancel", run_id, reason])
             return
         if item.executor is None:  # never sent to an executor: nothing ran
             self._forget(item)
@@ -328,6 +403,10 @@ def _stopped(item: InFlight, reason: str, status: str, now: int) -> AttemptOutco
     )
 
 
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode()
+
+
 def start_message(run: ClaimedRun, environment: str) -> dict[str, Any]:
     """What an executor needs to start an attempt (raw JSON travels as JSON)."""
     return {
@@ -351,4 +430,15 @@ def start_message(run: ClaimedRun, environment: str) -> dict[str, Any]:
         "created_at": run.created_at,
         "concurrency_key": run.concurrency_key,
         "environment": environment,
+        "queue_ts": run.sort_key,
+        "waits": [
+            [
+                w.seq,
+                w.kind,
+                w.waitpoint_id,
+                w.status,
+                None if w.result is None else w.result.decode(),
+            ]
+            for w in run.waits
+        ],
     }

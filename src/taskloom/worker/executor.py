@@ -54,6 +54,8 @@ class Executor:
                     kind = message[0]
                     if kind == "start":
                         self._start(message[1])
+                    elif kind == "resume":
+                        self._resume(message[1], message[2], message[3])
                     elif kind == "cancel":
                         self._cancel(message[1], message[2])
                     elif kind == "exit":
@@ -98,6 +100,7 @@ class Executor:
                 self.config,
                 self.threads,
                 request_kill=lambda status: self._request_kill(state, status),
+                send=self.writer.send,
             )
             state.runner = runner
             try:
@@ -129,6 +132,17 @@ class Executor:
         result["events"] = state.sink.take()
         self.writer.send(["done", state.run_id, state.attempt, result])
         return result
+
+    def _resume(self, run_id: str, attempt: int, results: list[list[Any]]) -> None:
+        """Completed waits of a parked attempt: its coroutine continues."""
+        state = self.running.get(run_id)
+        if state is None or state.attempt != attempt or state.runner is None:
+            return
+        runtime = state.runner.runtime
+        if runtime is not None:
+            runtime.deliver(
+                [(seq, None if result is None else result.encode()) for seq, result in results]
+            )
 
     def _cancel(self, run_id: str, reason: str) -> None:
         state = self.running.get(run_id)

@@ -52,6 +52,7 @@ class ExecutorProcess:
     reader: asyncio.StreamReader
     writer: FrameWriter
     in_flight: set[str] = field(default_factory=set)
+    parked: set[str] = field(default_factory=set)  # waiting runs whose coroutines it holds
     specs: list[str] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
     retiring: bool = False

@@ -30,12 +30,18 @@ from ..engine.spec import TaskSpec
 from ..engine.wake import DELAYED, RUNS_READY, SIGNAL, WakeListener, wake_directory
 from ..errors import StoreBusyError
 from ..ids import new_id
-from ..services.maintenance import DelayedPromoter, LeaseRescuer, TtlExpirer
+from ..services.maintenance import (
+    DelayedPromoter,
+    LeaseRescuer,
+    TtlExpirer,
+    WaitpointCompleter,
+)
 from ..store.records import (
     AttemptOutcome,
     AttemptStart,
     NewEvent,
     QueueDeclaration,
+    Suspension,
     TaskDefinitionRecord,
     WorkerInfo,
     WorkerTick,
@@ -86,6 +92,7 @@ class Supervisor:
         self._pending_starts: dict[str, AttemptStart] = {}
         self._pending_outcomes: list[AttemptOutcome] = []
         self._pending_events: list[NewEvent] = []
+        self._pending_suspends: dict[str, Suspension] = {}
         self._work = asyncio.Event()
         self._maintenance_wake = asyncio.Event()
         self._claim_wanted = True
@@ -102,6 +109,7 @@ class Supervisor:
         self.promoter = DelayedPromoter(self.store)
         self.expirer = TtlExpirer(self.store)
         self.rescuer = LeaseRescuer(self.store, self.lease_ms)
+        self.completer = WaitpointCompleter(self.store)
         self.stats = {"ticks": 0, "claimed": 0, "outcomes": 0, "starts": 0, "db_seconds": 0.0}
 
     @property
@@ -156,6 +164,20 @@ class Supervisor:
             self.engine.notifier.notify(RUNS_READY)
             self.want_claim()
         return released
+
+    def add_suspend(self, run_id: str, attempt: int) -> None:
+        self._pending_suspends[run_id] = Suspension(run_id, attempt, self.worker_id)
+        self._work.set()
+
+    def unpark(self, run_ids: list[str]) -> None:
+        """The coroutines of these waiting runs are gone: let them continue by replay."""
+        call = functools.partial(self.store.runs_unpark, run_ids, self.worker_id)
+
+        async def unpark() -> None:
+            await self._call(call)
+            self.engine.notifier.notify(RUNS_READY)
+
+        asyncio.get_running_loop().create_task(unpark())
 
     def want_claim(self) -> None:
         self._claim_wanted = True
@@ -318,13 +340,15 @@ class Supervisor:
         self._pending_starts.clear()
         outcomes_, self._pending_outcomes = self._pending_outcomes, []
         events, self._pending_events = self._pending_events, []
+        suspends = list(self._pending_suspends.values())
+        self._pending_suspends.clear()
         read_signals = self._signals_wanted
         self._signals_wanted = False
         capacity = self.concurrency - len(self.in_flight)
         if not self.pools.any_available():
             capacity = 0  # every executor is being replaced: claim once a new one is ready
         claim = capacity if self._claim_wanted and not self._draining and capacity > 0 else 0
-        if not (starts or outcomes_ or events or claim or read_signals):
+        if not (starts or outcomes_ or events or claim or read_signals or suspends):
             return
         tick = WorkerTick(
             worker_id=self.worker_id,
@@ -335,6 +359,7 @@ class Supervisor:
             claim_limit=claim,
             read_signals=read_signals,
             environment_limit=self.config.environment_concurrency_limit,
+            suspends=suspends,
         )
         requests_before = self._claim_requests
         try:
@@ -346,6 +371,8 @@ class Supervisor:
             self._pending_events[:0] = events
             for start in starts:
                 self._pending_starts.setdefault(start.run_id, start)
+            for suspend in suspends:
+                self._pending_suspends.setdefault(suspend.run_id, suspend)
             self._signals_wanted = self._signals_wanted or read_signals
             self._work.set()
             return
@@ -361,6 +388,8 @@ class Supervisor:
             self._claim_wanted = (
                 len(result.claimed) >= claim or self._claim_requests != requests_before
             )
+        self.dispatcher.on_suspended(result.suspended)
+        self.dispatcher.on_ready(result.ready)
         for run in result.claimed:
             self.dispatcher.dispatch(run)
         for sig in result.signals:
@@ -431,7 +460,8 @@ class Supervisor:
         moved = self.promoter.run_once(now)
         self.expirer.run_once(now)
         rescued = self.rescuer.run_once(now)
-        if moved or rescued:
+        resumed = self.completer.run_once(now)
+        if moved or rescued or resumed:
             self.engine.notifier.notify(RUNS_READY)
         due = self.store.run_next_due(now)
         if due is None:
