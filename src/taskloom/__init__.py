@@ -16,6 +16,8 @@ from .sdk.idempotency_keys import IdempotencyKey as IdempotencyKey
 from .sdk.idempotency_keys import idempotency_keys as idempotency_keys
 from .sdk.locals import locals as locals
 from .sdk.logger import logger as logger
+from .sdk.metadata import metadata as metadata
+from .sdk.metadata import tags as tags
 from .sdk.queues import Queue as Queue
 from .sdk.queues import queue as queue
 from .sdk.queues_api import queues as queues
@@ -63,10 +65,12 @@ __all__ = [
     "idempotency_keys",
     "locals",
     "logger",
+    "metadata",
     "queue",
     "queues",
     "runs",
     "schema_task",
+    "tags",
     "task",
     "tasks",
     "wait",

@@ -73,7 +73,7 @@ class AttemptRuntime:
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.metadata: dict[str, Any] = {}
-        self.metadata_dirty = False
+        self.self_ops: list[list[Any]] = []
         self.parent_ops: list[list[Any]] = []
         self.root_ops: list[list[Any]] = []
         self.tags: list[str] = list(ctx.run.tags)

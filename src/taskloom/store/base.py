@@ -9,6 +9,7 @@ Method names are `noun_verb`. Times are integers in ms since the epoch; callers 
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 from .records import (
     AttemptOutcome,
@@ -71,6 +72,14 @@ class Store(abc.ABC):
         Queued and delayed runs become CANCELED at once. A run held by a worker becomes
         CANCELED too, and a cancel signal is left for its worker, which stops the attempt.
         """
+
+    @abc.abstractmethod
+    def run_metadata_apply(
+        self, run_id: str, *, tags: bytes | None, changes: list[tuple[str, list[list[Any]]]]
+    ) -> list[str]:
+        """Set a run's tags (when given) and apply metadata operations to runs (the run, its
+        parent, its root) in one transaction. A change that would take a run's metadata over
+        256 KB is not applied; the ids of such runs are returned."""
 
     @abc.abstractmethod
     def idempotency_key_reset(self, task_id: str, key: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .. import metadata_ops
 from ..errors import StoreBusyError
 from . import sqlite_sql as sql
 from . import sqlite_waits as waits
@@ -247,6 +248,27 @@ class SqliteStore(Store):
             return str(status)
 
         return self._write(lambda conn: cancel_one(conn, run_id, error), "cancel")
+
+    def run_metadata_apply(
+        self, run_id: str, *, tags: bytes | None, changes: list[tuple[str, list[list[Any]]]]
+    ) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            if tags is not None:
+                conn.execute(sql.SET_TAGS, (tags.decode(), run_id))
+            refused = []
+            for target, operations in changes:
+                row = conn.execute(sql.SELECT_METADATA, (target,)).fetchone()
+                if row is None:
+                    continue
+                current = orjson.loads(row[0]) if row[0] else {}
+                updated = orjson.dumps(metadata_ops.apply_all(current, operations))
+                if len(updated) > metadata_ops.METADATA_LIMIT_BYTES:
+                    refused.append(target)
+                    continue
+                conn.execute(sql.SET_METADATA, (updated, target))
+            return refused
+
+        return self._write(body, "metadata")
 
     def idempotency_key_reset(self, task_id: str, key: str) -> bool:
         return self._write(

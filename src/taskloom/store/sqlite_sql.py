@@ -214,3 +214,7 @@ PAUSE_QUEUE = "UPDATE queues SET paused = ?, updated_at = ? WHERE name = ?"
 OVERRIDE_QUEUE_LIMIT = """
 UPDATE queues SET limit_override = ?, overridden_at = ?, updated_at = ? WHERE name = ?
 """
+
+SET_TAGS = "UPDATE runs SET tags = ? WHERE id = ?"
+SELECT_METADATA = "SELECT metadata FROM runs WHERE id = ?"
+SET_METADATA = "UPDATE runs SET metadata = ? WHERE id = ?"

@@ -21,6 +21,7 @@ from ..config import get_config
 from ..sdk import registry
 from ..sdk.capture import install_capture
 from ..sdk.context import CancelSignal
+from ..sdk.metadata import flush_runtime, has_pending
 from ..sdk.queues import declared_queues
 from ..sdk.runtime import now_ms
 from .attempt import AttemptRunner, AttemptSink, AttemptState
@@ -29,6 +30,7 @@ from .errors import error_dict
 from .ipc import FrameWriter, read_frame
 
 EVENT_FLUSH_SECONDS = 0.2
+METADATA_FLUSH_EVERY = 4  # event flushes: metadata is written every 0.8 s
 
 
 class Executor:
@@ -129,9 +131,23 @@ class Executor:
         self.running.pop(state.run_id, None)
         result["started_at"] = state.started_at
         result["finished_at"] = now_ms()
+        await self._flush_metadata(state)
         result["events"] = state.sink.take()
         self.writer.send(["done", state.run_id, state.attempt, result])
         return result
+
+    async def _flush_metadata(self, state: AttemptState) -> None:
+        """Write the attempt's metadata and tag changes (off the event loop)."""
+        runtime = None if state.runner is None else state.runner.runtime
+        if runtime is None or not has_pending(runtime):
+            return
+        try:
+            await asyncio.to_thread(flush_runtime, runtime)
+        except Exception as error:  # the run goes on; the failure is on its log
+            state.sink.emit(
+                "log",
+                {"level": "error", "message": f"metadata not saved: {error}", "attributes": {}},
+            )
 
     def _resume(self, run_id: str, attempt: int, results: list[list[Any]]) -> None:
         """Completed waits of a parked attempt: its coroutine continues."""
@@ -169,8 +185,13 @@ class Executor:
         self.writer.send(["kill", state.run_id, state.attempt, reason, status])
 
     async def _flush_events_periodically(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(EVENT_FLUSH_SECONDS)
+            ticks += 1
+            if ticks % METADATA_FLUSH_EVERY == 0:
+                for state in list(self.running.values()):
+                    await self._flush_metadata(state)
             for state in list(self.running.values()):
                 events = state.sink.take()
                 if events:

@@ -133,7 +133,10 @@ class Supervisor:
 
     def add_outcome(self, outcome: AttemptOutcome) -> None:
         self._pending_outcomes.append(outcome)
-        self._work.set()
+        # The outcome frees a slot of this worker and of the run's queue: the tick that
+        # writes it claims again, even when the last claim found fewer runs than it asked
+        # for (a queue at its limit), instead of waiting for the next poll.
+        self.want_claim()
 
     def add_start(self, run_id: str, attempt: int, started_at: int) -> None:
         self._pending_starts[run_id] = AttemptStart(run_id, attempt, started_at)
