@@ -117,7 +117,12 @@ class MetadataScope:
         """Write pending metadata changes (and tags) to the store now."""
         runtime = current_attempt.get()
         if runtime is not None:
-            await asyncio.to_thread(flush_runtime, runtime)
+            refused = await asyncio.to_thread(flush_runtime, runtime)
+            if refused:
+                raise PayloadError(
+                    f"metadata changes to run(s) {', '.join(refused)} were not applied: they "
+                    f"would take the metadata over {metadata_ops.METADATA_LIMIT_BYTES:,} bytes"
+                )
 
 
 def _target_run(runtime: AttemptRuntime, target: str) -> str | None:
@@ -141,12 +146,12 @@ def has_pending(runtime: AttemptRuntime) -> bool:
     return bool(runtime.self_ops or runtime.parent_ops or runtime.root_ops or runtime.tags_dirty)
 
 
-def flush_runtime(runtime: AttemptRuntime) -> None:
+def flush_runtime(runtime: AttemptRuntime) -> list[str]:
     """Write an attempt's pending metadata operations (its own, its parent's and root's)
     and tags to the store (blocking). Operations apply to the stored metadata, so changes
     that children make to a parent are not lost."""
     if not has_pending(runtime):
-        return
+        return []
     tags = orjson.dumps(runtime.tags) if runtime.tags_dirty else None
     runtime.tags_dirty = False
     run = runtime.ctx.run
@@ -159,7 +164,7 @@ def flush_runtime(runtime: AttemptRuntime) -> None:
         if target is not None and ops:
             changes.append((target, list(ops)))
     runtime.self_ops, runtime.parent_ops, runtime.root_ops = [], [], []
-    current_engine().store.run_metadata_apply(runtime.run_id, tags=tags, changes=changes)
+    return current_engine().store.run_metadata_apply(runtime.run_id, tags=tags, changes=changes)
 
 
 class Tags:

@@ -142,12 +142,17 @@ class Executor:
         if runtime is None or not has_pending(runtime):
             return
         try:
-            await asyncio.to_thread(flush_runtime, runtime)
+            refused = await asyncio.to_thread(flush_runtime, runtime)
         except Exception as error:  # the run goes on; the failure is on its log
-            state.sink.emit(
-                "log",
-                {"level": "error", "message": f"metadata not saved: {error}", "attributes": {}},
+            problem = f"metadata not saved: {error}"
+        else:
+            if not refused:
+                return
+            problem = (
+                f"metadata changes to run(s) {', '.join(refused)} were not applied: they "
+                "would take the metadata over 256 KB"
             )
+        state.sink.emit("log", {"level": "error", "message": problem, "attributes": {}})
 
     def _resume(self, run_id: str, attempt: int, results: list[list[Any]]) -> None:
         """Completed waits of a parked attempt: its coroutine continues."""
