@@ -377,12 +377,19 @@ class Dispatcher:
         item.executor.send(["cancel", run_id, reason])
 
     def take_all(self, reason: str) -> list[InFlight]:
-        """Stop tracking every attempt (they are being released); tell executors to stop."""
+        """Stop tracking every attempt (they are being released) and every parked waiting
+        run (they continue by replay); executors drop them without running any hook (the
+        runs are not cancelled: they continue elsewhere)."""
         held = list(self.in_flight.values())
         for item in held:
             if item.executor is not None:
-                item.executor.send(["cancel", item.run.id, reason])
+                item.executor.send(["abandon", item.run.id, reason])
             self._forget(item)
+        for run_id, item in list(self.parked.items()):
+            if item.executor is not None:
+                item.executor.send(["abandon", run_id, reason])
+                item.executor.parked.discard(run_id)
+        self.parked.clear()
         self._waiting.clear()
         return held
 

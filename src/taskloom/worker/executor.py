@@ -56,6 +56,8 @@ class Executor:
                     kind = message[0]
                     if kind == "start":
                         self._start(message[1])
+                    elif kind == "abandon":
+                        self._abandon(message[1], message[2])
                     elif kind == "resume":
                         self._resume(message[1], message[2], message[3])
                     elif kind == "cancel":
@@ -153,6 +155,17 @@ class Executor:
                 "would take the metadata over 256 KB"
             )
         state.sink.emit("log", {"level": "error", "message": problem, "attributes": {}})
+
+    def _abandon(self, run_id: str, reason: str) -> None:
+        """Drop an attempt without hooks: its run continues on another worker (released on
+        shutdown, or rescued after this worker lost its lease)."""
+        state = self.running.get(run_id)
+        if state is None:
+            return
+        state.signal.abort(reason)
+        if state.asyncio_task is not None and (state.task is None or state.task.is_async):
+            state.asyncio_task.cancel()
+        # A sync attempt's thread cannot be stopped: it runs on, its outcome is refused.
 
     def _resume(self, run_id: str, attempt: int, results: list[list[Any]]) -> None:
         """Completed waits of a parked attempt: its coroutine continues."""
