@@ -1277,3 +1277,74 @@ def test_cancelling_a_sync_run_with_on_cancel_stops_it_after_the_hooks(calls: Ca
 
     assert done.result["status"] == "CANCELED"
     assert next(m for m in done.outbox.messages if m[0] == "events")[3][0][1] == "hook"
+
+
+# --- hooks registered inside a run ------------------------------------------------------
+
+
+def test_hooks_registered_inside_a_run_apply_to_that_run_only(calls: Calls) -> None:
+    tasks.on_success("global", recorder(calls, "on_success:global"))
+
+    async def run(payload: Any, ctx: Any) -> int:
+        attempt = ctx.attempt.number
+        tasks.on_success(recorder(calls, f"on_success:run{attempt}"))
+        tasks.on_complete("named", recorder(calls, f"replaced{attempt}"))
+        tasks.on_complete("named", recorder(calls, f"on_complete:run{attempt}"))
+        return int(attempt)
+
+    task(id="registers", run=run, on_success=recorder(calls, "on_success:task"))
+
+    first = attempt("registers", attempt=1)
+    attempt("registers", attempt=2)
+
+    assert labels(calls) == [
+        "on_success:global",
+        "on_success:task",
+        "on_success:run1",
+        "on_complete:run1",
+        "on_success:global",
+        "on_success:task",
+        "on_success:run2",
+        "on_complete:run2",
+    ]
+    assert [h.label for h in global_hooks("on_success")] == ["global"]
+    assert global_hooks("on_complete") == []
+    assert [(e["scope"], e["name"]) for e in first.hook_events("on_complete")] == [("run", "named")]
+
+
+def test_catch_error_registered_inside_a_run_is_asked_last(calls: Calls) -> None:
+    async def run(payload: Any) -> None:
+        def skip() -> dict[str, bool]:
+            calls.append("run catch_error")
+            return {"skip_retrying": True}
+
+        tasks.catch_error(skip)
+        raise RuntimeError("boom")
+
+    task(id="run-catch", run=run, catch_error=lambda: calls.append("task catch_error"))
+
+    done = attempt("run-catch")
+
+    assert calls == ["task catch_error", "run catch_error"]
+    assert (done.status, done.result["retry_at"]) == ("FAILED", None)
+
+
+@pytest.mark.parametrize("kind", ["middleware", "on_start", "on_start_attempt"])
+def test_hooks_that_could_no_longer_run_cannot_be_registered_inside_a_run(kind: str) -> None:
+    async def hook(**kwargs: Any) -> None:
+        return None
+
+    async def run(payload: Any) -> None:
+        getattr(tasks, kind)(hook)
+
+    task(id="too-late", run=run)
+
+    done = attempt("too-late")
+
+    assert done.status == "FAILED"
+    assert done.error["message"] == (
+        f"tasks.{kind}(...) was called inside a run of task 'too-late', where it could never "
+        f"run: this attempt is past its {kind} hooks. Register global hooks at module level, "
+        "in init.py of your task directory"
+    )
+    assert global_hooks(kind) == []

@@ -44,8 +44,9 @@ class BoundHook:
     fn: Callable[..., Any]
     names: tuple[str, ...]
     is_async: bool
-    label: str
+    label: str  # the registration name, else the function's qualified name
     scope: str  # "task", "global" or "run"
+    name: str | None = None  # the registration name, if one was given
 
     def arguments(self, available: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments this hook takes, picked from what the call site offers."""
@@ -82,7 +83,7 @@ def bind_hook(kind: str, fn: Any, *, owner: str, scope: str, name: str | None = 
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return BoundHook(kind, fn, allowed, is_async, _label(fn, name), scope)
+        return BoundHook(kind, fn, allowed, is_async, _label(fn, name), scope, name)
     names: list[str] = []
     takes_all = False
     for parameter in signature.parameters.values():
@@ -103,5 +104,5 @@ def bind_hook(kind: str, fn: Any, *, owner: str, scope: str, name: str | None = 
         else:
             names.append(parameter.name)
     return BoundHook(
-        kind, fn, allowed if takes_all else tuple(names), is_async, _label(fn, name), scope
+        kind, fn, allowed if takes_all else tuple(names), is_async, _label(fn, name), scope, name
     )

@@ -1,9 +1,12 @@
 """Global lifecycle hooks, registered for every task through the `tasks` namespace.
 
 Each registration may carry a name; registering the same name again replaces the earlier
-hook (so a module imported twice does not register twice). `tasks.on_cancel(fn)` called
-inside a running attempt applies to that run only (the seed's streaming example saves
-partial work captured in a closure this way).
+hook (so a module imported twice does not register twice).
+
+Called inside a running attempt (from `run`, middleware or a hook), `tasks.on_cancel(fn)`
+and the other hooks that can still fire (`RUN_SCOPED`) apply to that run only: the
+seed's streaming example saves partial work captured in a closure this way. Registering
+them globally there would add one more hook to the warm executor on every run.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol, overload
 
+from ..errors import TaskloomError
 from .hook_args import DEPRECATED_HOOKS, BoundHook, bind_hook
 
 GLOBAL_HOOK_NAMES = (
@@ -29,6 +33,11 @@ GLOBAL_HOOK_NAMES = (
     "middleware",
 )
 
+RUN_SCOPED = frozenset(
+    {"on_success", "on_failure", "on_complete", "on_wait", "on_resume", "on_cancel", "catch_error"}
+)
+"""Hooks that `tasks.<kind>(fn)` registers for the current run when called inside one."""
+
 Hook = Callable[..., Any]
 
 
@@ -36,6 +45,9 @@ class RunHookTarget(Protocol):
     """What a running attempt offers SDK code: hooks registered from inside `run`, and the
     `on_wait` / `on_resume` call sites for waits (`wait` has `.type`: "duration", "task",
     "batch" or "token")."""
+
+    @property
+    def task_id(self) -> str: ...
 
     def add_run_hook(self, hook: BoundHook) -> None: ...
 
@@ -56,11 +68,19 @@ _global: dict[str, list[tuple[str | None, BoundHook]]] = {name: [] for name in G
 def add_global(kind: str, name: str | None, hook: Hook) -> Hook:
     """Register `hook` for every task; a repeated `name` replaces the earlier one.
 
-    Inside a running attempt, `on_cancel` registers for that run only.
+    Inside a running attempt, the `RUN_SCOPED` kinds register for that run only; the
+    others (middleware, on_start, on_start_attempt) could not run any more, and raise.
     """
     target = current_run_hooks.get()
-    if kind == "on_cancel" and target is not None:
-        target.add_run_hook(bind_hook(kind, hook, owner="this run", scope="run", name=name))
+    if target is not None:
+        if kind not in RUN_SCOPED:
+            raise TaskloomError(
+                f"tasks.{kind}(...) was called inside a run of task {target.task_id!r}, where "
+                f"it could never run: this attempt is past its {kind} hooks. Register global "
+                "hooks at module level, in init.py of your task directory"
+            )
+        owner = f"this run of task {target.task_id!r}"
+        target.add_run_hook(bind_hook(kind, hook, owner=owner, scope="run", name=name))
         return hook
     bound = bind_hook(kind, hook, owner="all tasks (global)", scope="global", name=name)
     if kind in DEPRECATED_HOOKS:

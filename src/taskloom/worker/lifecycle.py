@@ -156,17 +156,26 @@ class Lifecycle:
 
     # -- hooks ----------------------------------------------------------------------
     def hooks(self, kind: str) -> list[BoundHook]:
-        """Global hooks first, then the task's; `catch_error` is asked task-first."""
+        """Global hooks first, then the task's; `catch_error` is asked task-first. Hooks
+        registered inside this run come last."""
         own = self.task.hooks.get(kind)
         found = global_hooks(kind) if kind in _GLOBAL_KINDS else []
         if own is not None:
             found = [own, *found] if kind == "catch_error" else [*found, own]
-        if kind == "on_cancel":
-            found = [*found, *self.run_hooks]
-        return found
+        return [*found, *(hook for hook in self.run_hooks if hook.kind == kind)]
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id
 
     def add_run_hook(self, hook: BoundHook) -> None:
-        """`tasks.on_cancel(fn)` called inside `run`."""
+        """`tasks.on_cancel(fn)` (or another run-scoped kind) called inside the run; a
+        repeated name replaces the earlier hook of that kind."""
+        if hook.name is not None:
+            for index, existing in enumerate(self.run_hooks):
+                if existing.kind == hook.kind and existing.name == hook.name:
+                    self.run_hooks[index] = hook
+                    return
         self.run_hooks.append(hook)
 
     def arguments(self, **extra: Any) -> dict[str, Any]:
