@@ -47,7 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .config import CONFIG_FILE, Config
+from .config import CONFIG_FILE, Config, load_config
 from .sdk import client
 
 __all__ = [
@@ -238,30 +238,35 @@ class TaskloomProject:
         earlier calls' (``worker={"lease_seconds": 2}``); a dict inside a table is
         written as an inline table (``retries={"default": {"max_attempts": 1}}``).
         ``dirs`` and ``database_url`` default to this project's. The file is
-        validated by taskloom's own loader, so a bad key fails here, not in a worker.
+        validated by taskloom's own loader, so a bad key fails here (and the file is
+        left as it was), not in a worker.
         """
+        merged = dict(self._config)
         for key, value in keys.items():
-            current = self._config.get(key)
+            current = merged.get(key)
             if isinstance(value, Mapping) and isinstance(current, Mapping):
-                self._config[key] = {**current, **value}
+                merged[key] = {**current, **value}
             elif isinstance(value, Mapping):
-                self._config[key] = dict(value)
+                merged[key] = dict(value)
             else:
-                self._config[key] = value
-        document = {
-            "dirs": list(self.dirs),
-            "database_url": self.database_url,
-            **self._config,
-        }
+                merged[key] = value
+        document = {"dirs": list(self.dirs), "database_url": self.database_url, **merged}
         path = self.config_path
+        previous = path.read_text(encoding="utf-8") if path.exists() else None
         path.write_text(_toml_document(document), encoding="utf-8")
-        self.load_config()
+        try:
+            self.load_config()
+        except BaseException:
+            if previous is None:
+                path.unlink()
+            else:
+                path.write_text(previous, encoding="utf-8")
+            raise
+        self._config = merged
         return path
 
     def load_config(self) -> Config:
         """The configuration a worker of this project sees (files and `env()`, no overrides)."""
-        from .config import load_config
-
         return load_config(self.root, self.env())
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -319,10 +324,12 @@ class TaskloomProject:
         return worker
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query on the project database (for assertions on tables that
-        the public API does not show, such as ``workers``)."""
+        """Rows of a read-only query on the project database, for assertions on what the
+        public API does not show (the ``workers`` table, counts over many runs). Before
+        anything created the schema the database is empty: ``sqlite_master`` has no rows."""
         conn = sqlite3.connect(self.database_path, timeout=10)
         try:
+            conn.execute("PRAGMA query_only = ON")
             return conn.execute(sql, tuple(params)).fetchall()
         finally:
             conn.close()
@@ -637,10 +644,15 @@ class WorkerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
 
-    def signal(self, sig: int) -> None:
-        """Send `sig` to the supervisor (no-op once it exited)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
+    def signal(self, sig: int, *, group: bool = False) -> None:
+        """Send `sig` to the supervisor, or with `group` to its whole process group (as a
+        service manager such as systemd does). A no-op once the supervisor exited."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(self.process.pid, sig)
+            else:
                 self.process.send_signal(sig)
 
     def _kill_group(self) -> None:

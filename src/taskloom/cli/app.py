@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from .. import __version__, cliui
 from ..config import configure
 from ..errors import TaskloomError
-from . import common, dev_cmd, init_cmd, runs_cmd, trigger_cmd, worker_cmd
+from . import common, dev_cmd, init_cmd, queues_cmd, runs_cmd, trigger_cmd, worker_cmd
 
 _EPILOG = """\
 examples:
@@ -19,6 +19,7 @@ examples:
   taskloom trigger hello-world '{"message": "hi"}' --wait
   taskloom runs list --status FAILED
   taskloom runs show RUN_ID
+  taskloom queues list
 """
 
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_cmd.register(commands)
     trigger_cmd.register(commands)
     runs_cmd.register(commands)
+    queues_cmd.register(commands)
     return parser
 
 

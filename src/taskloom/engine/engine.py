@@ -302,8 +302,8 @@ class Engine:
         if previous is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         status = RunStatus(previous)
-        if status in (RunStatus.DEQUEUED, RunStatus.EXECUTING):
-            self.notifier.notify(SIGNAL)
+        if status in (RunStatus.DEQUEUED, RunStatus.EXECUTING, RunStatus.WAITING):
+            self.notifier.notify(SIGNAL)  # its worker stops the attempt (or parked coroutine)
         return status
 
     def replay(self, run_id: str) -> InsertResult:

@@ -724,9 +724,12 @@ def _finish_attempts(
             continue
         del guards[o.run_id]  # decided: another outcome for this run in the batch is stale
         status = found[2]
-        if found[3] and o.status in _FINAL:
-            waited.append(o.run_id)
         if status in _HELD:
+            if found[3] and o.status in _FINAL:
+                # Someone waits for this run, which ends now. (Not for a run cancelled
+                # while held: the cancel already completed those waits and counted it in
+                # its batches, and counting it twice would end a batch early.)
+                waited.append(o.run_id)
             updates.append(
                 (
                     o.status,

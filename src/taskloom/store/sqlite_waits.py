@@ -42,9 +42,9 @@ SELECT seq, kind, waitpoint_id, status, result FROM run_waits
 WHERE run_id = ? AND attempt = ? ORDER BY seq
 """
 INSERT_RUN_WAIT = """
-INSERT INTO run_waits (run_id, attempt, seq, kind, waitpoint_id, status, result, created_at,
-    completed_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO run_waits (run_id, attempt, seq, kind, waitpoint_id, status, result, delivered,
+    created_at, completed_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 COMPLETE_WAITPOINT = """
 UPDATE waitpoints SET status = ?, output = ?, is_error = ?, completed_at = ?
@@ -77,8 +77,7 @@ WHERE run_id = ? AND attempt = ? AND status = 'COMPLETED' AND delivered = 0
 """
 HAS_PENDING = "SELECT 1 FROM run_waits WHERE run_id = ? AND attempt = ? AND status = 'PENDING'"
 SUSPEND_RUN = """
-UPDATE runs SET status = 'WAITING', suspended = 1, resume_worker = ?, worker_id = NULL,
-    updated_at = ?
+UPDATE runs SET status = 'WAITING', suspended = 1, resume_worker = ?, updated_at = ?
 WHERE id = ? AND attempt = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
 """
 MARK_WAITED = "UPDATE runs SET waited = 1 WHERE id = ?"
@@ -165,6 +164,9 @@ def run_wait_insert(
             waitpoint_id,
             status,
             result,
+            # Completed at once: the call that records it returns the result to the run
+            # itself, so it is delivered (a suspension must not hand it over again).
+            1 if status == "COMPLETED" else 0,
             now,
             now if status == "COMPLETED" else None,
         ),

@@ -218,10 +218,13 @@ class Dispatcher:
     def on_done(self, run_id: str, attempt: int, result: dict[str, Any]) -> None:
         item = self._held(run_id, attempt)
         if item is None:
-            parked = self.parked.pop(run_id, None)  # cancelled while it waited
-            if parked is not None and parked.executor is not None:
+            parked = self.parked.get(run_id)  # cancelled while it waited
+            if parked is None or parked.run.attempt != attempt:
+                return
+            del self.parked[run_id]
+            if parked.executor is not None:
                 parked.executor.parked.discard(run_id)
-            return
+            item = parked
         self._forget(item)
         started_at = result.get("started_at") or item.started_at
         events = result.get("events")

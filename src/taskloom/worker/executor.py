@@ -250,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taskloom-executor")
     parser.add_argument("--fd", type=int, required=True)
     args = parser.parse_args(argv)
-    # The supervisor decides when we stop: ignore the terminal's Ctrl-C and SIGTERM drains.
+    # The supervisor decides when we stop: ignore the terminal's Ctrl-C, and a SIGTERM
+    # sent to the whole process group (systemd, job control) is the supervisor's to drain.
+    # An orphaned executor still exits: its channel to the supervisor closes.
     os_signal.signal(os_signal.SIGINT, os_signal.SIG_IGN)
+    os_signal.signal(os_signal.SIGTERM, os_signal.SIG_IGN)
     cpus = os.environ.get("TASKLOOM_EXECUTOR_CPUS")
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # the machine's CPU share

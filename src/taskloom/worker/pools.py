@@ -143,6 +143,11 @@ class ExecutorPools:
             await executor.stop()
             return None
         self.executors.append(executor)
+        # Done spawning before runs are handed out: a run that still finds no executor
+        # (an isolated run needs one to itself) must start another spawn, not wait on
+        # this one, which is over.
+        if self._spawning.get(key) is asyncio.current_task():
+            del self._spawning[key]
         self.on_spawned(executor)
         return executor
 
