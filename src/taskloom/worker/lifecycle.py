@@ -21,7 +21,7 @@ import contextvars
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from ..errors import (
     TaskloomError,
     TaskRunCancelledError,
 )
-from ..retry import MAX_ATTEMPTS_CEILING, Retry, next_attempt_at, retry_delay_ms
+from ..retry import Retry, next_attempt_at
 from ..sdk.context import CancelSignal, Context
 from ..sdk.hook_args import BoundHook
 from ..sdk.hooks import current_run_hooks, global_hooks
@@ -48,9 +48,8 @@ from ..sdk.locals import attempt_locals
 from ..sdk.runtime import now_ms
 from ..sdk.task import Task
 from ..types import RunStatus
-from .errors import error_dict
-
-CATCH_ERROR_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry", "error"})
+from .attempt_control import ComputeBudget, RunPromise, swallow_cancellation
+from .decisions import Decision, failed_outcome, interpret_answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,55 +59,6 @@ class CompletionResult:
     ok: bool
     data: Any = None
     error: BaseException | None = None
-
-
-@dataclass(slots=True)
-class Decision:
-    """What follows a failed attempt."""
-
-    error: BaseException
-    retry_at: int | None
-    status: RunStatus = RunStatus.FAILED
-    attempt_status: str = "FAILED"
-    code: str = ""
-    machine: str | None = None  # the machine of the retry, when it changes
-
-
-class ComputeBudget:
-    """An attempt's max_duration: compute time counts while it runs, not while it waits."""
-
-    def __init__(self, seconds: float | None, on_exceeded: Callable[[], None]) -> None:
-        self.seconds = seconds
-        self.on_exceeded = on_exceeded
-        self.used = 0.0
-        self._since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        """Begin counting (at attempt start)."""
-        self.resume()
-
-    def resume(self) -> None:
-        """Count again (a wait ended)."""
-        if self.seconds is None or self._since is not None:
-            return
-        loop = asyncio.get_running_loop()
-        self._since = loop.time()
-        self._timer = loop.call_later(max(0.0, self.seconds - self.used), self.on_exceeded)
-
-    def pause(self) -> None:
-        """Stop counting (a wait began)."""
-        if self._since is None:
-            return
-        self.used += asyncio.get_running_loop().time() - self._since
-        self._since = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def stop(self) -> None:
-        """The attempt ended."""
-        self.pause()
 
 
 class MiddlewareError(TaskloomError):
@@ -254,7 +204,7 @@ class Lifecycle:
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 raise
-            _swallow_cancellation()
+            swallow_cancellation()
             outcome = self._cancelled()
         finally:
             self.budget.stop()
@@ -277,12 +227,12 @@ class Lifecycle:
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 raise
-            _swallow_cancellation()
+            swallow_cancellation()
             return self._cancelled()
         except Exception as error:
             if self.cancel_reason is not None:
                 return self._cancelled()
-            return self._failed(await self.decide(error))
+            return failed_outcome(await self.decide(error))
         if self.cancel_reason is not None:
             return self._cancelled()
         assert outcome is not None
@@ -354,7 +304,7 @@ class Lifecycle:
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 raise
-            _swallow_cancellation()
+            swallow_cancellation()
             return await self._after_cancel()
         except Exception as error:
             if self.cancel_reason is not None:
@@ -426,7 +376,7 @@ class Lifecycle:
         await self.call_all("on_complete", self.arguments(result=result), ignore=True)
         cleanup_failure = await self._cleanup()
         if cleanup_failure is not None:
-            return self._failed(cleanup_failure)
+            return failed_outcome(cleanup_failure)
         return {"ok": True, "output": data.decode()}
 
     async def _after_failure(self, decision: Decision) -> dict[str, Any]:
@@ -438,7 +388,7 @@ class Lifecycle:
             result = CompletionResult(ok=False, error=decision.error)
             await self.call_all("on_complete", self.arguments(result=result), ignore=True)
         await self._cleanup()  # the attempt failed already; a cleanup error is only recorded
-        return self._failed(decision)
+        return failed_outcome(decision)
 
     async def _after_cancel(self) -> dict[str, Any]:
         if self.stop_status == "CANCELED":  # a timed-out attempt runs no more hooks
@@ -501,68 +451,22 @@ class Lifecycle:
             if answer is None:
                 continue
             try:
-                return self._interpret(hook, answer, error, now)
+                return interpret_answer(
+                    answer,
+                    error,
+                    where=f"catch_error hook {hook.label!r} of task {self.task.id!r}",
+                    attempt=self.attempt,
+                    policy=policy,
+                    now=now,
+                )
             except InvalidOptionError as bad:
                 return Decision(bad, None, RunStatus.CRASHED, "CRASHED", "HANDLE_ERROR_ERROR")
         return Decision(error, default_at)
 
-    def _interpret(self, hook: BoundHook, answer: Any, error: BaseException, now: int) -> Decision:
-        """Trigger.dev's reading of a `catch_error` answer: `skip_retrying` first, then
-        `retry_at`, `retry_delay_ms`, `retry`; a dict with none of them (`{}`, only
-        `error`, `skip_retrying=False`) fails the run. A key set to None counts as absent."""
-        where = f"catch_error hook {hook.label!r} of task {self.task.id!r}"
-        if not isinstance(answer, Mapping):
-            raise InvalidOptionError(
-                f"{where} returned {type(answer).__name__}; return None or a dict with "
-                f"{', '.join(sorted(CATCH_ERROR_KEYS))}"
-            )
-        unknown = set(answer) - CATCH_ERROR_KEYS
-        if unknown:
-            raise InvalidOptionError(
-                f"{where} returned unknown key(s) {sorted(unknown)}; valid keys are "
-                f"{', '.join(sorted(CATCH_ERROR_KEYS))}"
-            )
-        given = {key: value for key, value in answer.items() if value is not None}
-        recorded = given.get("error", error)
-        if not isinstance(recorded, BaseException):
-            raise InvalidOptionError(f"{where} returned error={recorded!r}, not an exception")
-        if given.get("skip_retrying") or self.attempt >= MAX_ATTEMPTS_CEILING:
-            return Decision(recorded, None)
-        if "retry_at" in given:
-            when = given["retry_at"]
-            if not isinstance(when, datetime):
-                raise InvalidOptionError(f"{where} returned retry_at={when!r}, not a datetime")
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return Decision(recorded, max(now, int(when.timestamp() * 1000)))
-        if "retry_delay_ms" in given:
-            delay = given["retry_delay_ms"]
-            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-                raise InvalidOptionError(
-                    f"{where} returned retry_delay_ms={delay!r}; expected milliseconds >= 0"
-                )
-            return Decision(recorded, now + round(delay))
-        if "retry" in given:
-            policy = Retry.from_value(given["retry"], what=where, default=self.policy())
-            if self.attempt >= policy.max_attempts:
-                return Decision(recorded, None)
-            return Decision(recorded, now + retry_delay_ms(policy, self.attempt, random.random))
-        return Decision(recorded, None)  # no retry information: the run fails
-
-    def _failed(self, decision: Decision) -> dict[str, Any]:
-        return {
-            "ok": False,
-            "error": error_dict(decision.error, code=decision.code),
-            "retry_at": decision.retry_at,
-            "status": decision.status.value,
-            "attempt_status": decision.attempt_status,
-            "machine": decision.machine,
-        }
-
     def _cancelled(self) -> dict[str, Any]:
         reason = self.cancel_reason or "cancelled"
         if self.stop_status == "TIMED_OUT":
-            return self._failed(
+            return failed_outcome(
                 Decision(
                     MaxDurationExceededError(reason),
                     None,
@@ -571,7 +475,7 @@ class Lifecycle:
                     "MAX_DURATION_EXCEEDED",
                 )
             )
-        return self._failed(
+        return failed_outcome(
             Decision(
                 TaskRunCancelledError(reason),
                 None,
@@ -640,34 +544,6 @@ class Lifecycle:
             return
         if self.body_task is not None and not self.body_task.done():
             self.body_task.cancel()
-
-
-class RunPromise:
-    """What `on_cancel` hooks get as `run_promise`: awaiting it returns the run's output
-    or raises its error. Awaiting is optional, and it may be awaited more than once."""
-
-    __slots__ = ("_future",)
-
-    def __init__(self, future: asyncio.Future[Any]) -> None:
-        self._future = future
-
-    def done(self) -> bool:
-        """True once `run` has returned or raised."""
-        return self._future.done()
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.shield(self._future).__await__()
-
-    def __repr__(self) -> str:
-        return f"RunPromise(done={self._future.done()})"
-
-
-def _swallow_cancellation() -> None:
-    """The attempt handles its own cancellation: clear the request on the current task so
-    code that still runs (cleanup, on_cancel) is not treated as cancelled."""
-    current = asyncio.current_task()
-    if current is not None and current.cancelling():
-        current.uncancel()
 
 
 _GLOBAL_KINDS = frozenset(
