@@ -396,6 +396,10 @@ def _flatten(path: Path, prefix: str, table: Mapping[str, Any]) -> dict[str, tup
     return values
 
 
+_INTEGER_ENV_FIELDS = frozenset({"worker_concurrency", "environment_concurrency_limit"})
+"""Fields whose environment variable is read as an integer (the others parse text)."""
+
+
 def _env_int(text: str) -> object:
     try:
         return int(text.strip())
@@ -438,7 +442,7 @@ def load_config(
         text = environ.get(var)
         if text is None or not text.strip():
             continue
-        raw: object = _env_int(text) if name == "worker_concurrency" else text
+        raw: object = _env_int(text) if name in _INTEGER_ENV_FIELDS else text
         layers[name] = (raw, f"environment variable {var}")
     for name, value in overrides.items():
         layers[name] = (value, f"configure({name}=...)")

@@ -56,6 +56,11 @@ class Engine:
         self.notifier = WakeNotifier(wake_directory(store.url))
         self._migrated = False
 
+    def close(self) -> None:
+        """Close the store connection and the wake-up socket."""
+        self.store.close()
+        self.notifier.close()
+
     def ensure_schema(self) -> None:
         """Apply migrations once per process (cheap when already applied)."""
         if not self._migrated:

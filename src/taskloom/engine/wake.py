@@ -54,6 +54,13 @@ class WakeNotifier:
             self._targets = [str(self.directory / n) for n in names if n.endswith(".sock")]
         return self._targets
 
+    def close(self) -> None:
+        """Close the sending socket (it is reopened if used again)."""
+        with self._lock:
+            if self._socket is not None and self._pid == os.getpid():
+                self._socket.close()
+            self._socket = None
+
     def notify(self, message: bytes = RUNS_READY) -> None:
         """Wake every listening worker. Never raises: a lost wake-up only costs latency."""
         with self._lock:

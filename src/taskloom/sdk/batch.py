@@ -48,8 +48,10 @@ class Batch:
 
     async def trigger_and_wait(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Inside an async run: trigger the items as children and wait for all of them."""
-        resolved = await asyncio.to_thread(_items, items, "batch.trigger_and_wait")
-        return await children.batch_trigger_and_wait(resolved, what="batch.trigger_and_wait")
+        what = "batch.trigger_and_wait"
+        step = children.reserve_step(what)  # before awaiting: see reserve_step
+        resolved = await asyncio.to_thread(_items, items, what)
+        return await children.batch_trigger_and_wait(resolved, what=what, step=step)
 
 
 batch = Batch()

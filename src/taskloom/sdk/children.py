@@ -11,6 +11,7 @@ import orjson
 from ..engine.spec import TaskSpec
 from ..engine.triggering import RunLinks
 from ..errors import InvalidOptionError
+from ..store.records import WaitRef
 from .attempt_runtime import AttemptRuntime, WaitInfo, attempt_runtime, current_attempt
 from .client import current_engine
 from .handles import RunHandle
@@ -49,14 +50,29 @@ def trigger(spec: TaskSpec, payload: Any, options: Mapping[str, Any]) -> RunHand
     return RunHandle(result.run_id, spec.id, not result.created)
 
 
-async def trigger_and_wait(
-    spec: TaskSpec, payload: Any, options: Mapping[str, Any], *, what: str
-) -> TaskRunResult:
-    """Trigger a child run and wait for it without holding a slot; never raises for a
-    failed child (see `TaskRunResult.unwrap`)."""
+Step = tuple[AttemptRuntime, WaitRef]
+
+
+def reserve_step(what: str) -> Step:
+    """The calling run's next step, taken as soon as a waiting call is made, before it
+    awaits anything: parallel calls (`asyncio.gather`) then get the same steps in a replay
+    as the first time, whichever of them finishes validating its payload first."""
     runtime = attempt_runtime(what)
     runtime.require_async(what)
-    ref = runtime.next_ref()
+    return runtime, runtime.next_ref()
+
+
+async def trigger_and_wait(
+    spec: TaskSpec,
+    payload: Any,
+    options: Mapping[str, Any],
+    *,
+    what: str,
+    step: Step | None = None,
+) -> TaskRunResult:
+    """Trigger a child run and wait for it without holding a slot; never raises for a
+    failed child (see `TaskRunResult.unwrap`). `step`: reserved by the caller."""
+    runtime, ref = step or reserve_step(what)
     recorded = runtime.replayed(ref, "task")
     child_id: str | None = None
     if recorded is None or recorded.status != "COMPLETED":
@@ -103,11 +119,12 @@ def batch_trigger(items: list[Item]) -> BatchHandle:
     return BatchHandle(batch_id, handles)
 
 
-async def batch_trigger_and_wait(items: list[Item], *, what: str) -> BatchResult:
-    """Trigger several child runs and wait for all; results in item order."""
-    runtime = attempt_runtime(what)
-    runtime.require_async(what)
-    ref = runtime.next_ref()
+async def batch_trigger_and_wait(
+    items: list[Item], *, what: str, step: Step | None = None
+) -> BatchResult:
+    """Trigger several child runs and wait for all; results in item order. `step`:
+    reserved by the caller (see `reserve_step`)."""
+    runtime, ref = step or reserve_step(what)
     recorded = runtime.replayed(ref, "batch")
     batch_id: str | None = None
     if recorded is None or recorded.status != "COMPLETED":

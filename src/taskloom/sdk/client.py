@@ -46,7 +46,7 @@ def current_engine() -> Engine:
     with _lock:
         if _engine is None or _engine.config is not config:
             if _engine is not None:
-                _engine.store.close()
+                _engine.close()
             _engine = engine_for(config)
         return _engine
 
@@ -65,6 +65,6 @@ def reset() -> None:
     global _engine  # noqa: PLW0603 - one engine per process
     with _lock:
         if _engine is not None:
-            _engine.store.close()
+            _engine.close()
         _engine = None
     _reset_config()

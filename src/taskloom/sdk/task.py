@@ -140,11 +140,11 @@ class Task(Generic[P, R]):
     async def trigger_and_wait(self, payload: P, **options: Any) -> TaskRunResult:
         """Inside an async run: trigger a child run of this task and wait for it, without
         holding a concurrency slot. A failed child does not raise; use `.unwrap()`."""
+        what = f"{self.id}.trigger_and_wait"
+        step = children.reserve_step(what)  # before awaiting: see reserve_step
         stored = await asyncio.to_thread(self.validate_payload, payload)
         spec = self.spec_for(current_engine().config)
-        return await children.trigger_and_wait(
-            spec, stored, options, what=f"{self.id}.trigger_and_wait"
-        )
+        return await children.trigger_and_wait(spec, stored, options, what=what, step=step)
 
     def _batch_items(self, items: list[dict[str, Any]], what: str) -> list[children.Item]:
         children._check_items(items, what)
@@ -172,8 +172,9 @@ class Task(Generic[P, R]):
         """Inside an async run: trigger a batch of child runs and wait for all of them;
         results come back in item order."""
         what = f"{self.id}.batch_trigger_and_wait"
+        step = children.reserve_step(what)  # before awaiting: see reserve_step
         resolved = await asyncio.to_thread(self._batch_items, items, what)
-        return await children.batch_trigger_and_wait(resolved, what=what)
+        return await children.batch_trigger_and_wait(resolved, what=what, step=step)
 
 
 def _is_pydantic_model(schema: Any) -> bool:
@@ -379,7 +380,7 @@ def task(
 def schema_task(
     id: str,
     *,
-    schema: Callable[[Any], Any],
+    schema: type[Any] | Callable[[Any], Any],
     run: Callable[..., Any] | None = None,
     retry: Retry | Mapping[str, Any] | None = None,
     queue: Queue | Mapping[str, Any] | None = None,

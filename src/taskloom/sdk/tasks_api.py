@@ -44,10 +44,10 @@ class Tasks:
         self, task_id: str, payload: Any = None, **options: Any
     ) -> TaskRunResult:
         """Inside an async run: trigger a task by id as a child and wait for it."""
+        what = "tasks.trigger_and_wait"
+        step = children.reserve_step(what)  # before awaiting: see reserve_step
         spec = await asyncio.to_thread(self._spec, task_id)
-        return await children.trigger_and_wait(
-            spec, payload, options, what="tasks.trigger_and_wait"
-        )
+        return await children.trigger_and_wait(spec, payload, options, what=what, step=step)
 
     async def atrigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
         """Async twin of `trigger`."""

@@ -344,19 +344,20 @@ class Dispatcher:
             log.error("%s while running %d attempt(s)", reason, len(held))
             if len(held) == 1:
                 item = held[0]
-                self.host.add_outcome(
-                    outcomes.crash(
-                        item.run.id,
-                        item.run.attempt,
-                        item.worker_id,
-                        max_attempts=item.run.max_attempts,
-                        retry=item.run.retry,
-                        reason=f"{reason} during attempt {item.run.attempt}",
-                        code="TASK_PROCESS_EXITED",
-                        now=self.host.now(),
-                        started_at=item.started_at,
-                    )
+                crashed = outcomes.crash(
+                    item.run.id,
+                    item.run.attempt,
+                    item.worker_id,
+                    max_attempts=item.run.max_attempts,
+                    retry=item.run.retry,
+                    reason=f"{reason} during attempt {item.run.attempt}",
+                    code="TASK_PROCESS_EXITED",
+                    now=self.host.now(),
+                    started_at=item.started_at,
                 )
+                self.host.add_outcome(crashed)
+                if crashed.retry_at is not None:
+                    self.host.wake_at(crashed.retry_at)
             else:
                 self.host.release(held, isolate=True)
         if not stopping:

@@ -102,6 +102,7 @@ class Supervisor:
         self._last_write = 0.0
         self._last_tick = 0.0
         self._ticking = False
+        self._failed: BaseException | None = None
         self._claim_requests = 0  # counts reasons to claim, so none is lost during a claim
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskloom-db")
         self._background: list[asyncio.Task[Any]] = []
@@ -229,6 +230,8 @@ class Supervisor:
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self.pools.watch_memory(), name="memory"),
         ]
+        for task in self._background:
+            task.add_done_callback(self._loop_ended)
         for executor in self.pools.executors:
             self._background.append(asyncio.create_task(self._watch(executor)))
         self._work.set()
@@ -236,7 +239,21 @@ class Supervisor:
             self.on_ready(self)
         await self._stopped.wait()
         await self._shutdown()
-        return 0
+        return 1 if self._failed is not None else 0
+
+    def _loop_ended(self, task: asyncio.Task[Any]) -> None:
+        """A background loop must never end on its own: if one fails, the worker stops (with
+        a non-zero exit) instead of heartbeating without working."""
+        if task.cancelled() or self._stopped.is_set():
+            return
+        error = task.exception()
+        self._failed = error or RuntimeError(f"the {task.get_name()} loop ended")
+        log.critical("worker loop %s failed: %r; stopping", task.get_name(), self._failed)
+        print(
+            f"taskloom worker: internal error in its {task.get_name()} loop: {self._failed!r}",
+            file=sys.stderr,
+        )
+        asyncio.get_running_loop().create_task(self._release_all())
 
     async def _announce(self, executor: ExecutorProcess | None) -> list[TaskDefinitionRecord]:
         """Publish the task catalog and the queues the task modules declare."""

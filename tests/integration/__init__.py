@@ -1,0 +1,1 @@
+"""Integration tests: real worker processes on a real SQLite file (all marked slow)."""
