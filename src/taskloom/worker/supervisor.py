@@ -300,9 +300,14 @@ class Supervisor:
 
     async def _flush_writes(self) -> None:
         """Wait until everything pending is written, including a tick under way."""
+        ticking = next((t for t in self._background if t.get_name() == "tick"), None)
         while (
-            self._pending_outcomes or self._pending_starts or self._pending_events or self._ticking
-        ):
+            self._pending_outcomes
+            or self._pending_suspends
+            or self._pending_starts
+            or self._pending_events
+            or self._ticking
+        ) and not (ticking is None or ticking.done()):
             self._work.set()
             await asyncio.sleep(0.005)
 
