@@ -2,10 +2,15 @@
 
 from .errors import AbortTaskRunError as AbortTaskRunError
 from .errors import CompleteTaskWithOutput as CompleteTaskWithOutput
+from .errors import InvalidOptionError as InvalidOptionError
 from .errors import OutOfMemoryError as OutOfMemoryError
+from .errors import PayloadError as PayloadError
 from .errors import RunFailedError as RunFailedError
+from .errors import RunNotFoundError as RunNotFoundError
+from .errors import StoreBusyError as StoreBusyError
 from .errors import SubtaskUnwrapError as SubtaskUnwrapError
 from .errors import TaskloomError as TaskloomError
+from .errors import UnknownTaskError as UnknownTaskError
 from .errors import WaitpointTimeoutError as WaitpointTimeoutError
 from .retry import Retry as Retry
 from .sdk.batch import batch as batch
@@ -18,6 +23,7 @@ from .sdk.locals import locals as locals
 from .sdk.logger import logger as logger
 from .sdk.metadata import metadata as metadata
 from .sdk.metadata import tags as tags
+from .sdk.polling import RunTimeoutError as RunTimeoutError
 from .sdk.queues import Queue as Queue
 from .sdk.queues import queue as queue
 from .sdk.queues_api import queues as queues
@@ -45,19 +51,25 @@ __all__ = [
     "CompleteTaskWithOutput",
     "Context",
     "IdempotencyKey",
+    "InvalidOptionError",
     "OutOfMemoryError",
+    "PayloadError",
     "Queue",
     "QueueDetails",
     "Retry",
     "Run",
     "RunFailedError",
     "RunHandle",
+    "RunNotFoundError",
     "RunStatus",
+    "RunTimeoutError",
+    "StoreBusyError",
     "SubtaskUnwrapError",
     "Task",
     "TaskRunResult",
     "TaskloomError",
     "Token",
+    "UnknownTaskError",
     "WaitTokenResult",
     "WaitpointTimeoutError",
     "batch",

@@ -151,6 +151,20 @@ class Dispatcher:
                     ]
                 )
 
+    def executor_failed(self, machine: str, isolated: bool) -> None:
+        """No executor could start for these runs: they go back to their queues uncharged."""
+        stuck = [
+            item
+            for item in self._waiting
+            if item.run.machine == machine and item.run.isolate == isolated
+        ]
+        if not stuck:
+            return
+        self._waiting = [item for item in self._waiting if item not in stuck]
+        for item in stuck:
+            self._forget(item)
+        self.host.release(stuck, isolate=isolated)
+
     def _send_start(self, item: InFlight, executor: ExecutorProcess) -> None:
         run = item.run
         item.executor = executor

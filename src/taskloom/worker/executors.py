@@ -35,6 +35,7 @@ def executor_environment(config: Config) -> dict[str, str]:
     env["TASKLOOM_ENVIRONMENT"] = config.environment
     env["TASKLOOM_MACHINE"] = config.machine
     env["TASKLOOM_SYNCHRONOUS"] = config.sqlite_synchronous
+    env["TASKLOOM_CONCURRENCY"] = str(config.worker_concurrency)
     if config.max_duration is not None:
         env["TASKLOOM_MAX_DURATION"] = str(config.max_duration)
     if config.ttl is not None:

@@ -73,11 +73,13 @@ class ExecutorPools:
         default_count: int,
         on_spawned: Callable[[ExecutorProcess], None],
         on_memory_exceeded: Callable[[ExecutorProcess, int, int], None],
+        on_spawn_failed: Callable[[PoolKey], None] = lambda key: None,
     ) -> None:
         self.config = config
         self.default_count = default_count
         self.on_spawned = on_spawned
         self.on_memory_exceeded = on_memory_exceeded
+        self.on_spawn_failed = on_spawn_failed
         self.executors: list[ExecutorProcess] = []
         self._spawning: dict[PoolKey, asyncio.Task[ExecutorProcess | None]] = {}
         self._warned: set[str] = set()
@@ -110,7 +112,9 @@ class ExecutorPools:
             None if memory >= self._host_memory else memory,
         )
 
-    def _cpu_set(self, index: int, count: int) -> list[int]:
+    def _cpu_set(self, index: int, count: int) -> list[int] | None:
+        if not hasattr(os, "sched_getaffinity"):
+            return None  # no affinity on this OS (macOS): CPU is not limited
         available = sorted(os.sched_getaffinity(0))
         start = (index * count) % len(available)
         return [available[(start + i) % len(available)] for i in range(count)]
@@ -141,6 +145,7 @@ class ExecutorPools:
         if failure is not None:
             log.error("an executor for machine %s failed to start: %s", key[0], failure.details)
             await executor.stop()
+            self.on_spawn_failed(key)
             return None
         self.executors.append(executor)
         # Done spawning before runs are handed out: a run that still finds no executor

@@ -86,7 +86,11 @@ class Supervisor:
         self.lease_ms = round(self.config.lease_seconds * 1000)
 
         self.pools = ExecutorPools(
-            self.config, self.executor_count, self._on_spawned, self._on_memory_exceeded
+            self.config,
+            self.executor_count,
+            self._on_spawned,
+            self._on_memory_exceeded,
+            lambda key: self.dispatcher.executor_failed(*key),
         )
         self.dispatcher = Dispatcher(self, self.config, self.pools)
         self._pending_starts: dict[str, AttemptStart] = {}
