@@ -106,6 +106,14 @@ def global_hooks(kind: str) -> list[BoundHook]:
         return [hook for _, hook in _global[kind]]
 
 
+def global_snapshot() -> dict[str, tuple[BoundHook, ...]]:
+    """Every kind's global hooks (kinds without hooks left out), in one lock."""
+    with _lock:
+        return {
+            kind: tuple(hook for _, hook in entries) for kind, entries in _global.items() if entries
+        }
+
+
 def clear_global() -> None:
     """Forget every global hook (for tests)."""
     with _lock:

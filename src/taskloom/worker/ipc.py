@@ -55,7 +55,10 @@ class FrameWriter:
         self._pending.append(message)
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            # Two hops: tasks created in this iteration take their first step before the
+            # flush, so a quick attempt's "started" and "done" travel in one frame.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self.flush)
 
     def flush(self) -> None:
         """Write queued messages now."""

@@ -43,7 +43,7 @@ from ..errors import (
 from ..retry import Retry, next_attempt_at
 from ..sdk.context import CancelSignal, Context
 from ..sdk.hook_args import BoundHook
-from ..sdk.hooks import current_run_hooks, global_hooks
+from ..sdk.hooks import current_run_hooks, global_snapshot
 from ..sdk.locals import attempt_locals
 from ..sdk.runtime import now_ms
 from ..sdk.task import Task
@@ -103,13 +103,14 @@ class Lifecycle:
         self.attempt_context: contextvars.Context | None = None
         self.cancel_task: asyncio.Task[None] | None = None
         self.finishing = False  # the attempt's own work is over; only on_cancel may remain
+        self._globals = global_snapshot()  # global hooks as they are when the attempt starts
 
     # -- hooks ----------------------------------------------------------------------
     def hooks(self, kind: str) -> list[BoundHook]:
         """Global hooks first, then the task's; `catch_error` is asked task-first. Hooks
         registered inside this run come last."""
         own = self.task.hooks.get(kind)
-        found = global_hooks(kind) if kind in _GLOBAL_KINDS else []
+        found = list(self._globals.get(kind, ())) if kind in _GLOBAL_KINDS else []
         if own is not None:
             found = [own, *found] if kind == "catch_error" else [*found, own]
         return [*found, *(hook for hook in self.run_hooks if hook.kind == kind)]
@@ -163,9 +164,14 @@ class Lifecycle:
                 },
             )
 
-    async def call_all(self, kind: str, available: Mapping[str, Any], *, ignore: bool) -> None:
-        """Call every hook of a kind in order; with `ignore`, errors are only recorded."""
-        for hook in self.hooks(kind):
+    async def call_all(self, kind: str, *, ignore: bool, **extra: Any) -> None:
+        """Call every hook of a kind in order, with the arguments every hook may take plus
+        `extra`; with `ignore`, errors are only recorded."""
+        hooks = self.hooks(kind)
+        if not hooks:
+            return
+        available = self.arguments(**extra)
+        for hook in hooks:
             if ignore:
                 try:
                     await self.call(hook, available)
@@ -178,12 +184,12 @@ class Lifecycle:
         """A wait begins: its time is not compute time; call `on_wait` hooks (errors
         recorded and ignored). For the waits feature."""
         self.budget.pause()
-        await self.call_all("on_wait", self.arguments(wait=wait), ignore=True)
+        await self.call_all("on_wait", ignore=True, wait=wait)
 
     async def fire_resume(self, wait: Any) -> None:
         """A wait ended: compute time counts again; call `on_resume` hooks."""
         self.budget.resume()
-        await self.call_all("on_resume", self.arguments(wait=wait), ignore=True)
+        await self.call_all("on_resume", ignore=True, wait=wait)
 
     # -- the attempt ----------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
@@ -218,12 +224,15 @@ class Lifecycle:
             nonlocal outcome
             outcome = await self._hooks_and_run()
 
-        chain = [*global_hooks("middleware")]
+        chain = [*self._globals.get("middleware", ())]
         own = self.task.hooks.get("middleware")
         if own is not None:
             chain.append(own)
         try:
-            await self._through_middleware(chain, innermost)
+            if chain:
+                await self._through_middleware(chain, innermost)
+            else:
+                await innermost()
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 raise
@@ -296,8 +305,8 @@ class Lifecycle:
                 self.init_value = await self.call(init, self.arguments())
                 self.ctx = dataclasses.replace(self.ctx, init=self.init_value)
             if self.attempt == 1:
-                await self.call_all("on_start", self.arguments(), ignore=False)
-            await self.call_all("on_start_attempt", self.arguments(), ignore=False)
+                await self.call_all("on_start", ignore=False)
+            await self.call_all("on_start_attempt", ignore=False)
             output = await self._run()
         except CompleteTaskWithOutput as early:
             output = early.output
@@ -321,8 +330,9 @@ class Lifecycle:
         done = self.run_done
         try:
             if self.task.is_async:
-                self.run_task = asyncio.ensure_future(fn(*args))
-                output = await self.run_task
+                # Awaited in the attempt's own task (no task of its own: cheaper); stopping
+                # the attempt cancels that task, which interrupts `run` where it awaits.
+                output = await fn(*args)
             else:
                 context = contextvars.copy_context()
                 loop = asyncio.get_running_loop()
@@ -371,9 +381,9 @@ class Lifecycle:
             return await self._after_failure(
                 Decision(too_large, None, code="TASK_OUTPUT_TOO_LARGE")
             )
-        await self.call_all("on_success", self.arguments(output=output), ignore=True)
+        await self.call_all("on_success", ignore=True, output=output)
         result = CompletionResult(ok=True, data=output)
-        await self.call_all("on_complete", self.arguments(result=result), ignore=True)
+        await self.call_all("on_complete", ignore=True, result=result)
         cleanup_failure = await self._cleanup()
         if cleanup_failure is not None:
             return failed_outcome(cleanup_failure)
@@ -383,10 +393,10 @@ class Lifecycle:
         final = decision.retry_at is None
         # on_failure is for user-code failures only, not CRASHED/SYSTEM_FAILURE/CANCELED.
         if final and decision.status is RunStatus.FAILED:
-            await self.call_all("on_failure", self.arguments(error=decision.error), ignore=True)
+            await self.call_all("on_failure", ignore=True, error=decision.error)
         if final:
             result = CompletionResult(ok=False, error=decision.error)
-            await self.call_all("on_complete", self.arguments(result=result), ignore=True)
+            await self.call_all("on_complete", ignore=True, result=result)
         await self._cleanup()  # the attempt failed already; a cleanup error is only recorded
         return failed_outcome(decision)
 
