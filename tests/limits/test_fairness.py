@@ -152,12 +152,6 @@ def test_small_keys_are_not_starved_by_a_big_backlog_on_a_real_worker(
     del big
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known issue: a claim visits as many sub-queues as it may claim runs and counts "
-    "paused or full ones among them, so sub-queues that cannot start anything delay the "
-    "ones that can by one claim (a poll or an outcome) per `budget` of them",
-)
 def test_paused_sub_queues_do_not_delay_a_runnable_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

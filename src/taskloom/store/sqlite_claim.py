@@ -83,6 +83,8 @@ WHERE status = 'QUEUED' AND id IN ("""
 CLAIM_SUFFIX = f") RETURNING {CLAIM_COLUMNS}"
 
 CHUNK = 500
+SCAN_FACTOR = 10  # a claim walks past at most this many blocked sub-queues per run it wants
+MIN_SCAN = 1000  # ... and never fewer than this in all
 START = ("", "")
 
 Pair = tuple[str, str]
@@ -126,20 +128,7 @@ class Claimer:
             budget = min(budget, environment_limit - sum(active.values()))
         if budget <= 0:
             return []
-        pairs = self._pairs(conn, budget)
-        if not pairs:
-            return []
-        caps: dict[Pair, int] = {}
-        for pair in pairs:
-            queue = settings.get(pair[0])
-            cap = budget
-            if queue is not None:
-                if queue.paused:
-                    continue
-                if queue.limit is not None:
-                    cap = min(cap, queue.limit - active.get(pair, 0))
-            if cap > 0:
-                caps[pair] = cap
+        caps, visited = self._eligible(conn, budget, settings, active)
         if not caps:
             return []
         candidates = self._candidates(conn, caps, budget, now, worker_id)
@@ -149,19 +138,48 @@ class Claimer:
             # next time.
             self.cursor = last_served
         self.stats["claims"] += 1
-        self.stats["pairs"] += len(pairs)
+        self.stats["pairs"] += visited
         return _claim_ids(conn, chosen, worker_id, now)
 
-    def _pairs(self, conn: sqlite3.Connection, wanted: int) -> list[Pair]:
-        found = _pairs_after(conn, self.cursor, wanted)
-        if len(found) < wanted and self.cursor != START:
-            seen = set(found)
-            for pair in _pairs_after(conn, START, wanted - len(found)):
-                if pair in seen:
+    def _eligible(
+        self,
+        conn: sqlite3.Connection,
+        budget: int,
+        settings: dict[str, QueueSettings],
+        active: dict[Pair, int],
+    ) -> tuple[dict[Pair, int], int]:
+        """Up to `budget` sub-queues that can start runs now, with how many each may start,
+        walking on from where the last claim stopped (wrapping around once). Paused and
+        full sub-queues are passed over without using up the walk, up to a bound."""
+        caps: dict[Pair, int] = {}
+        seen: set[Pair] = set()
+        cursor = self.cursor
+        wrapped = cursor == START
+        last = cursor
+        bound = max(budget * SCAN_FACTOR, MIN_SCAN)
+        while len(caps) < budget and len(seen) < bound:
+            batch = _pairs_after(conn, cursor, max(budget, 50))
+            if not batch:
+                if wrapped:
                     break
-                found.append(pair)
-        self.cursor = found[-1] if found else START
-        return found
+                wrapped, cursor = True, START
+                continue
+            for pair in batch:
+                if pair in seen:  # came full circle
+                    batch = []
+                    break
+                seen.add(pair)
+                last = pair
+                cap = _cap(pair, budget, settings, active)
+                if cap > 0:
+                    caps[pair] = cap
+                    if len(caps) >= budget:
+                        break
+            if not batch or len(caps) >= budget:
+                break
+            cursor = batch[-1]
+        self.cursor = last if seen else START
+        return caps, len(seen)
 
     @staticmethod
     def _candidates(
@@ -191,6 +209,20 @@ class Claimer:
             )
         found.sort()  # in rounds: each sub-queue's first run, then each one's second...
         return found
+
+
+def _cap(
+    pair: Pair, budget: int, settings: dict[str, QueueSettings], active: dict[Pair, int]
+) -> int:
+    """How many runs a sub-queue may start now (0: paused or full)."""
+    queue = settings.get(pair[0])
+    if queue is None:
+        return budget
+    if queue.paused:
+        return 0
+    if queue.limit is None:
+        return budget
+    return min(budget, queue.limit - active.get(pair, 0))
 
 
 def _pairs_after(conn: sqlite3.Connection, after: Pair, wanted: int) -> list[Pair]:
