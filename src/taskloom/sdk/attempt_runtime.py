@@ -71,6 +71,8 @@ class AttemptRuntime:
         self._seq = 0
         self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future[bytes]] = {}
+        # Results that arrived before their call began to wait for them (see `deliver`).
+        self._arrived: dict[int, bytes] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.metadata: dict[str, Any] = {}
         self.self_ops: list[list[Any]] = []
@@ -112,6 +114,9 @@ class AttemptRuntime:
         if recorded.status == "COMPLETED":
             self.recorded[recorded.seq] = recorded
             return recorded.result or b"null"
+        arrived = self._arrived.pop(recorded.seq, None)
+        if arrived is not None:  # it completed and was delivered already
+            return arrived
         loop = asyncio.get_running_loop()
         self.loop = loop
         future: asyncio.Future[bytes] = loop.create_future()
@@ -129,7 +134,12 @@ class AttemptRuntime:
         """Results of completed waits (from the supervisor): wake their waiters."""
         for seq, result in results:
             future = self._pending.get(seq)
-            if future is not None and not future.done():
+            if future is None:
+                # Its call recorded the wait (in a thread) but has not begun to wait yet,
+                # as happens with parallel waits: the store counts the result as delivered,
+                # so keep it for the call instead of dropping it.
+                self._arrived[seq] = result or b"null"
+            elif not future.done():
                 future.set_result(result or b"null")
         if any(not f.done() for f in self._pending.values()):
             # Still waiting on something else (parallel waits): wait again.

@@ -170,6 +170,9 @@ class Dispatcher:
         item.executor = executor
         executor.in_flight.add(run.id)
         executor.send(["start", start_message(run, self.config.environment)])
+        # Armed at dispatch: an attempt that blocks its executor's loop from its first step
+        # never gets to report that it started.
+        self._arm_deadline(item)
         if run.suspended:  # a replay: its recorded waits are in the start message
             self.host.add_start(run.id, run.attempt, self.host.now())
 
