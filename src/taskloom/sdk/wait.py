@@ -128,7 +128,12 @@ class Wait:
             )
         )
         if ref is not None:
-            engine.register_wait(ref, "token-create", result=orjson.dumps({"id": record.id}))
+            recorded = engine.register_wait(
+                ref, "token-create", result=orjson.dumps({"id": record.id})
+            )
+            first = orjson.loads(recorded.result or b"{}").get("id")
+            if first and first != record.id:  # recorded by an earlier run of this step
+                return Token(first, _token_url(first), is_cached=True)
         return Token(record.id, _token_url(record.id), is_cached=record.created_at < now)
 
     async def for_token(self, token: Token | str) -> WaitTokenResult:

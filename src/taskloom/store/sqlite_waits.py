@@ -76,6 +76,10 @@ UPDATE run_waits SET delivered = 1
 WHERE run_id = ? AND attempt = ? AND status = 'COMPLETED' AND delivered = 0
 """
 HAS_PENDING = "SELECT 1 FROM run_waits WHERE run_id = ? AND attempt = ? AND status = 'PENDING'"
+IS_RUNNING_ON = """
+SELECT 1 FROM runs
+WHERE id = ? AND attempt = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
+"""
 SUSPEND_RUN = """
 UPDATE runs SET status = 'WAITING', suspended = 1, resume_worker = ?, updated_at = ?
 WHERE id = ? AND attempt = ? AND worker_id = ? AND status IN ('DEQUEUED', 'EXECUTING')
@@ -230,7 +234,13 @@ def suspend(
     conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str, now: int
 ) -> list[RecordedWait] | None:
     """Make a run WAITING, unless some of its waits already completed: then return those
-    (marked delivered) and leave the run running. None means it now waits."""
+    (marked delivered) and leave the run running. None means it now waits.
+
+    Only a run this worker is running: a late request (parallel waits send one per wait)
+    for a run that waits already, or is back in its queue, hands nothing over (the claim
+    that resumes it does), so no result is marked delivered to a parked coroutine."""
+    if conn.execute(IS_RUNNING_ON, (run_id, attempt, worker_id)).fetchone() is None:
+        return []
     ready = [RecordedWait(*r) for r in conn.execute(SELECT_UNDELIVERED, (run_id, attempt))]
     if ready:
         conn.execute(MARK_DELIVERED, (run_id, attempt))

@@ -14,6 +14,7 @@ caused it is charged:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ class DispatchHost(Protocol):
     def want_claim(self) -> None: ...
     def wake_at(self, when_ms: int) -> None: ...
     def add_suspend(self, run_id: str, attempt: int) -> None: ...
+    async def load_waits(self, run_id: str, attempt: int) -> list[RecordedWait]: ...
     def unpark(self, run_ids: list[str]) -> None: ...
 
 
@@ -87,10 +89,28 @@ class Dispatcher:
                 return
         item = InFlight(run, self.host.worker_id)
         self.in_flight[run.id] = item
+        if run.suspended and run.resume_worker == self.host.worker_id:
+            # Claimed to resume here, but its coroutine is gone (its executor died or is
+            # retiring): it replays, and a replay needs every recorded wait, not only the
+            # results delivered with this claim.
+            asyncio.get_running_loop().create_task(self._replay(item))
+            return
         executor = self.pools.pick(run.machine, run.isolate)
         if executor is None:
             self._waiting.append(item)
             self.pools.ensure((run.machine, run.isolate))
+            return
+        self._send_start(item, executor)
+
+    async def _replay(self, item: InFlight) -> None:
+        recorded = await self.host.load_waits(item.run.id, item.run.attempt)
+        if self.in_flight.get(item.run.id) is not item:
+            return  # cancelled or released meanwhile
+        item.run = dataclasses.replace(item.run, waits=tuple(recorded), resume_worker=None)
+        executor = self.pools.pick(item.run.machine, item.run.isolate)
+        if executor is None:
+            self._waiting.append(item)
+            self.pools.ensure((item.run.machine, item.run.isolate))
             return
         self._send_start(item, executor)
 

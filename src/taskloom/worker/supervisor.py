@@ -41,6 +41,7 @@ from ..store.records import (
     AttemptStart,
     NewEvent,
     QueueDeclaration,
+    RecordedWait,
     Suspension,
     TaskDefinitionRecord,
     WorkerInfo,
@@ -176,6 +177,10 @@ class Supervisor:
     def add_suspend(self, run_id: str, attempt: int) -> None:
         self._pending_suspends[run_id] = Suspension(run_id, attempt, self.worker_id)
         self._work.set()
+
+    async def load_waits(self, run_id: str, attempt: int) -> list[RecordedWait]:
+        """Every recorded wait of an attempt (for a replay)."""
+        return await self._call(self.store.run_waits_list, run_id, attempt)
 
     def unpark(self, run_ids: list[str]) -> None:
         """The coroutines of these waiting runs are gone: let them continue by replay."""
