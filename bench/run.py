@@ -52,8 +52,13 @@ def project() -> Iterator[Path]:
         (root / "trigger").mkdir()
         (root / "trigger" / "bench_tasks.py").write_text(TASKS)
         config = 'database_url = "sqlite:///bench.db"\n'
-        if os.environ.get("BENCH_EXECUTORS"):  # to compare settings; default: none
-            config += f"[worker]\nexecutors = {int(os.environ['BENCH_EXECUTORS'])}\n"
+        worker = [
+            f"{key} = {int(os.environ[name])}"
+            for key, name in (("executors", "BENCH_EXECUTORS"), ("concurrency", "BENCH_CONCURRENCY"))
+            if os.environ.get(name)  # to compare settings; the figures use the defaults
+        ]
+        if worker:
+            config += "[worker]\n" + "\n".join(worker) + "\n"
         (root / "taskloom.toml").write_text(config)
         yield root
 

@@ -89,7 +89,9 @@ def add_global(kind: str, name: str | None, hook: Hook) -> Hook:
             DeprecationWarning,
             stacklevel=3,
         )
+    global _snapshot  # noqa: PLW0603 - the registry's cache
     with _lock:
+        _snapshot = None
         entries = _global[kind]
         if name is not None:
             for index, (existing, _) in enumerate(entries):
@@ -106,17 +108,30 @@ def global_hooks(kind: str) -> list[BoundHook]:
         return [hook for _, hook in _global[kind]]
 
 
+_snapshot: dict[str, tuple[BoundHook, ...]] | None = None
+
+
 def global_snapshot() -> dict[str, tuple[BoundHook, ...]]:
-    """Every kind's global hooks (kinds without hooks left out), in one lock."""
-    with _lock:
-        return {
-            kind: tuple(hook for _, hook in entries) for kind, entries in _global.items() if entries
-        }
+    """Every kind's global hooks (kinds without hooks left out). Cached until the next
+    registration: every attempt takes one, so it must cost nothing."""
+    global _snapshot  # noqa: PLW0603 - the registry's cache
+    found = _snapshot
+    if found is None:
+        with _lock:
+            found = {
+                kind: tuple(hook for _, hook in entries)
+                for kind, entries in _global.items()
+                if entries
+            }
+            _snapshot = found
+    return found
 
 
 def clear_global() -> None:
     """Forget every global hook (for tests)."""
+    global _snapshot  # noqa: PLW0603 - the registry's cache
     with _lock:
+        _snapshot = None
         for entries in _global.values():
             entries.clear()
 

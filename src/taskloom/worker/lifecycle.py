@@ -104,11 +104,14 @@ class Lifecycle:
         self.cancel_task: asyncio.Task[None] | None = None
         self.finishing = False  # the attempt's own work is over; only on_cancel may remain
         self._globals = global_snapshot()  # global hooks as they are when the attempt starts
+        self._hookless = not self._globals and not task.hooks
 
     # -- hooks ----------------------------------------------------------------------
     def hooks(self, kind: str) -> list[BoundHook]:
         """Global hooks first, then the task's; `catch_error` is asked task-first. Hooks
         registered inside this run come last."""
+        if self._hookless and not self.run_hooks:
+            return []
         own = self.task.hooks.get(kind)
         found = list(self._globals.get(kind, ())) if kind in _GLOBAL_KINDS else []
         if own is not None:
