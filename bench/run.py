@@ -54,7 +54,10 @@ def project() -> Iterator[Path]:
         config = 'database_url = "sqlite:///bench.db"\n'
         worker = [
             f"{key} = {int(os.environ[name])}"
-            for key, name in (("executors", "BENCH_EXECUTORS"), ("concurrency", "BENCH_CONCURRENCY"))
+            for key, name in (
+                ("executors", "BENCH_EXECUTORS"),
+                ("concurrency", "BENCH_CONCURRENCY"),
+            )
             if os.environ.get(name)  # to compare settings; the figures use the defaults
         ]
         if worker:
