@@ -10,11 +10,12 @@ finds the children it already triggered, instead of doing them again.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -83,7 +84,12 @@ class AttemptRuntime:
 
     # -- sequence numbers -----------------------------------------------------------
     def next_ref(self) -> WaitRef:
-        """The next wait or child call's place in the run."""
+        """The next wait or child call's place in the run (or the one reserved for the
+        call running now, see `run_with_reserved_step`)."""
+        reserved = reserved_step.get()
+        if reserved is not None and reserved.run_id == self.run_id:
+            reserved_step.set(None)
+            return reserved
         with self._lock:
             self._seq += 1
             return WaitRef(self.run_id, self.attempt, self._seq)
@@ -160,6 +166,20 @@ class AttemptRuntime:
 current_attempt: ContextVar[AttemptRuntime | None] = ContextVar(
     "taskloom_attempt_runtime", default=None
 )
+reserved_step: ContextVar[WaitRef | None] = ContextVar("taskloom_reserved_step", default=None)
+
+T = TypeVar("T")
+
+
+async def run_with_reserved_step(fn: Callable[[], T]) -> T:
+    """Run a blocking SDK call in a thread; inside a run, its step is taken now, before
+    awaiting, so calls made in parallel (`asyncio.gather`) keep their order on replay."""
+    runtime = current_attempt.get()
+    if runtime is None:
+        return await asyncio.to_thread(fn)
+    context = contextvars.copy_context()
+    context.run(reserved_step.set, runtime.next_ref())
+    return await asyncio.get_running_loop().run_in_executor(None, context.run, fn)
 
 
 def attempt_runtime(what: str) -> AttemptRuntime:

@@ -9,6 +9,7 @@ from typing import Any
 from ..engine.spec import TaskSpec
 from ..errors import InvalidOptionError
 from . import children, registry
+from .attempt_runtime import run_with_reserved_step
 from .client import current_engine
 from .results import BatchHandle, BatchResult
 
@@ -44,7 +45,7 @@ class Batch:
 
     async def atrigger(self, items: Sequence[Mapping[str, Any]]) -> BatchHandle:
         """Async twin of `trigger`."""
-        return await asyncio.to_thread(self.trigger, items)
+        return await run_with_reserved_step(lambda: self.trigger(items))
 
     async def trigger_and_wait(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Inside an async run: trigger the items as children and wait for all of them."""

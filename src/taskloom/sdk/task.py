@@ -18,7 +18,7 @@ from ..errors import InvalidOptionError, TaskloomError
 from ..machines import resolve_machine
 from ..retry import Retry
 from . import children, registry
-from .attempt_runtime import current_attempt
+from .attempt_runtime import current_attempt, run_with_reserved_step
 from .client import current_engine
 from .handles import RunHandle
 from .hook_args import DEPRECATED_HOOKS, BoundHook, bind_hook
@@ -135,7 +135,7 @@ class Task(Generic[P, R]):
 
     async def atrigger(self, payload: P, **options: Any) -> RunHandle:
         """Async twin of `trigger` (the write happens off the event loop)."""
-        return await asyncio.to_thread(lambda: self.trigger(payload, **options))
+        return await run_with_reserved_step(lambda: self.trigger(payload, **options))
 
     async def trigger_and_wait(self, payload: P, **options: Any) -> TaskRunResult:
         """Inside an async run: trigger a child run of this task and wait for it, without
@@ -166,7 +166,7 @@ class Task(Generic[P, R]):
 
     async def abatch_trigger(self, items: list[dict[str, Any]]) -> BatchHandle:
         """Async twin of `batch_trigger`."""
-        return await asyncio.to_thread(self.batch_trigger, items)
+        return await run_with_reserved_step(lambda: self.batch_trigger(items))
 
     async def batch_trigger_and_wait(self, items: list[dict[str, Any]]) -> BatchResult:
         """Inside an async run: trigger a batch of child runs and wait for all of them;

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..engine.spec import TaskSpec
 from . import children, registry
+from .attempt_runtime import run_with_reserved_step
 from .client import current_engine
 from .handles import RunHandle
 from .hooks import Registrar
@@ -51,7 +52,7 @@ class Tasks:
 
     async def atrigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
         """Async twin of `trigger`."""
-        return await asyncio.to_thread(lambda: self.trigger(task_id, payload, **options))
+        return await run_with_reserved_step(lambda: self.trigger(task_id, payload, **options))
 
 
 tasks = Tasks()

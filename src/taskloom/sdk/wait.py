@@ -24,7 +24,7 @@ from ..errors import InvalidOptionError, WaitpointTimeoutError
 from ..ids import new_id
 from ..store.records import NewWaitpoint
 from ..types import ms_to_datetime
-from .attempt_runtime import WaitInfo, attempt_runtime, current_attempt
+from .attempt_runtime import WaitInfo, attempt_runtime, current_attempt, run_with_reserved_step
 from .client import current_engine
 from .results import Token, WaitTokenResult
 from .runtime import now_ms
@@ -176,7 +176,7 @@ class Wait:
 
     async def acreate_token(self, **options: Any) -> Token:
         """Async twin of `create_token`."""
-        return await asyncio.to_thread(lambda: self.create_token(**options))
+        return await run_with_reserved_step(lambda: self.create_token(**options))
 
 
 def _token_url(token_id: str) -> str | None:
