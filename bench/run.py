@@ -32,7 +32,7 @@ from pathlib import Path
 TASKS = textwrap.dedent(
     """
     import time
-    from taskloom import task
+    from taskloom import queue, task
 
     @task(id="noop")
     async def noop(payload):
@@ -41,6 +41,8 @@ TASKS = textwrap.dedent(
     @task(id="stamp")
     async def stamp(payload):
         return time.time_ns()
+
+    QUEUES = [queue(name=f"bench-{i:03d}", concurrency_limit=1000) for i in range(100)]
     """
 )
 
@@ -182,6 +184,28 @@ def bench_drain(n: int) -> dict[str, float]:
     return {"runs_per_s": n / busy, "including_worker_start_runs_per_s": n / total}
 
 
+def bench_drain_keys(n: int) -> dict[str, float]:
+    """The drain, with the runs spread over 100 queues and 1,000 concurrency keys."""
+    with project() as root:
+        configure(root)
+        sys.path.insert(0, str(root))
+        import trigger.bench_tasks as mod
+
+        for i in range(n):
+            mod.noop.trigger({"i": i}, queue=f"bench-{i % 100:03d}", concurrency_key=f"k{i % 1000}")
+        launched = time.perf_counter()
+        with worker(root):
+            wait_done(root, n)
+            total = time.perf_counter() - launched
+        with sqlite3.connect(root / "bench.db") as conn:
+            first, last = conn.execute(
+                "SELECT MIN(started_at), MAX(finished_at) FROM runs"
+            ).fetchone()
+        sys.path.remove(str(root))
+    busy = max((last - first) / 1000, 1e-9)
+    return {"runs_per_s": n / busy, "including_worker_start_runs_per_s": n / total}
+
+
 def bench_latency(samples: int) -> dict[str, float]:
     from taskloom.sdk.client import current_engine
 
@@ -276,7 +300,7 @@ def bench_sqlite_raw(n: int) -> dict[str, float]:
     return {"single_full_commits_per_s": single, "batched_claim_complete_per_s": batched}
 
 
-SCENARIOS = ("sqlite-raw", "trigger", "end-to-end", "drain", "latency", "idle")
+SCENARIOS = ("sqlite-raw", "trigger", "end-to-end", "drain", "drain-keys", "latency", "idle")
 
 
 def main() -> int:
@@ -300,6 +324,11 @@ def main() -> int:
             results[name] = bench_end_to_end(args.runs)
         elif name == "drain":
             results[name] = bench_drain(args.runs)
+        elif name == "drain-keys":
+            results[name] = bench_drain_keys(args.runs)
+            single = results.get("drain", {}).get("runs_per_s")
+            if single:
+                results[name]["ratio_to_drain"] = results[name]["runs_per_s"] / single
         elif name == "latency":
             results[name] = bench_latency(args.latency_samples)
         elif name == "idle":
