@@ -25,9 +25,10 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TASKS = textwrap.dedent(
     """
@@ -163,14 +164,15 @@ def bench_end_to_end(n: int) -> dict[str, float]:
     return {"runs_per_s": n / elapsed, "producer_triggers_per_s": n / produced}
 
 
-def bench_drain(n: int) -> dict[str, float]:
+def _drain(n: int, options: Callable[[int], dict[str, Any]]) -> dict[str, float]:
+    """N runs queued first (each with `options(i)`), then a worker started."""
     with project() as root:
         configure(root)
         sys.path.insert(0, str(root))
         import trigger.bench_tasks as mod
 
         for i in range(n):
-            mod.noop.trigger({"i": i})
+            mod.noop.trigger({"i": i}, **options(i))
         launched = time.perf_counter()
         with worker(root):
             wait_done(root, n)
@@ -182,28 +184,16 @@ def bench_drain(n: int) -> dict[str, float]:
         sys.path.remove(str(root))
     busy = max((last - first) / 1000, 1e-9)
     return {"runs_per_s": n / busy, "including_worker_start_runs_per_s": n / total}
+
+
+def bench_drain(n: int) -> dict[str, float]:
+    """The drain with every run on one queue."""
+    return _drain(n, lambda i: {})
 
 
 def bench_drain_keys(n: int) -> dict[str, float]:
     """The drain, with the runs spread over 100 queues and 1,000 concurrency keys."""
-    with project() as root:
-        configure(root)
-        sys.path.insert(0, str(root))
-        import trigger.bench_tasks as mod
-
-        for i in range(n):
-            mod.noop.trigger({"i": i}, queue=f"bench-{i % 100:03d}", concurrency_key=f"k{i % 1000}")
-        launched = time.perf_counter()
-        with worker(root):
-            wait_done(root, n)
-            total = time.perf_counter() - launched
-        with sqlite3.connect(root / "bench.db") as conn:
-            first, last = conn.execute(
-                "SELECT MIN(started_at), MAX(finished_at) FROM runs"
-            ).fetchone()
-        sys.path.remove(str(root))
-    busy = max((last - first) / 1000, 1e-9)
-    return {"runs_per_s": n / busy, "including_worker_start_runs_per_s": n / total}
+    return _drain(n, lambda i: {"queue": f"bench-{i % 100:03d}", "concurrency_key": f"k{i % 1000}"})
 
 
 def bench_latency(samples: int) -> dict[str, float]:

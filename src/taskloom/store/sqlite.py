@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ import orjson
 
 from .. import metadata_ops
 from ..errors import StoreBusyError
+from . import sqlite_rows as row_ops
 from . import sqlite_sql as sql
 from . import sqlite_waits as waits
 from .base import Store
@@ -53,9 +54,6 @@ from .sqlite_claim import Claimer
 T = TypeVar("T")
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-_HELD = ("DEQUEUED", "EXECUTING")
-_FINAL = frozenset(waits.FINAL)
-GUARD_CHUNK = 500
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -188,16 +186,16 @@ class SqliteStore(Store):
     def run_insert(self, run: NewRun, now: int) -> InsertResult:
         if run.idempotency_key is None:
             # One statement is its own transaction: no BEGIN/COMMIT round trips.
-            params = _insert_params(run, now)
+            params = row_ops.insert_params(run, now)
             with self._lock:
                 conn = self._connection()
                 self._retry_busy(lambda: conn.execute(sql.INSERT_RUN, params), "trigger")
             return InsertResult(run.id, True)
-        return self._write(lambda conn: _insert_run(conn, run, now), "trigger")
+        return self._write(lambda conn: row_ops.insert_run(conn, run, now), "trigger")
 
     def run_get(self, run_id: str) -> RunRecord | None:
         row = self._read(lambda conn: conn.execute(sql.SELECT_RUN, (run_id,)).fetchone())
-        return None if row is None else _run_record(row)
+        return None if row is None else row_ops.run_record(row)
 
     def run_list(self, filters: RunFilter) -> list[RunRecord]:
         query = sql.LIST_BASE
@@ -220,19 +218,19 @@ class SqliteStore(Store):
         query += sql.LIST_ORDER
         params.append(filters.limit)
         rows = self._read(lambda conn: conn.execute(query, params).fetchall())
-        return [_run_record(row) for row in rows]
+        return [row_ops.run_record(row) for row in rows]
 
     def run_cancel(self, run_id: str, now: int, reason: str) -> str | None:
-        error = b'{"type":"TaskRunCancelledError","message":"' + _json_text(reason) + b'"}'
+        error = b'{"type":"TaskRunCancelledError","message":"' + row_ops.json_text(reason) + b'"}'
 
         def cancel_one(conn: sqlite3.Connection, target: str, why: bytes) -> str | None:
             found = conn.execute(sql.SELECT_STATUS, (target,)).fetchone()
             if found is None:
                 return None
             status, worker_id, resume_worker = found
-            if status in _FINAL:
+            if status in row_ops.FINAL:
                 return str(status)
-            holder = worker_id if status in _HELD else resume_worker
+            holder = worker_id if status in row_ops.HELD else resume_worker
             if holder is not None:  # the worker running it (or holding it while it waits)
                 conn.execute(sql.INSERT_SIGNAL, (holder, target, "cancel", reason, now))
             conn.execute(sql.CANCEL_RUN, (now, now, why, target, status))
@@ -326,7 +324,7 @@ class SqliteStore(Store):
 
     def events_append(self, events: list[NewEvent]) -> None:
         if events:
-            self._write(lambda conn: _insert_events(conn, events), "events")
+            self._write(lambda conn: row_ops.insert_events(conn, events), "events")
 
     # -- workers --------------------------------------------------------------------
     def worker_register(self, worker: WorkerInfo, now: int) -> None:
@@ -365,9 +363,9 @@ class SqliteStore(Store):
                     sql.START_ATTEMPT,
                     [(s.started_at, now, s.run_id, s.attempt, worker_id) for s in tick.starts],
                 )
-            applied, rejected = _finish_attempts(conn, tick.outcomes, now)
+            applied, rejected = row_ops.finish_attempts(conn, tick.outcomes, now)
             if tick.events:
-                _insert_events(conn, tick.events)
+                row_ops.insert_events(conn, tick.events)
             ready: dict[str, list[RecordedWait]] = {}
             suspended: list[str] = []
             for item in tick.suspends:
@@ -425,7 +423,7 @@ class SqliteStore(Store):
         if not outcomes:
             return []
         now = max(o.finished_at for o in outcomes)
-        return self._write(lambda conn: _finish_attempts(conn, outcomes, now)[0], "finish")
+        return self._write(lambda conn: row_ops.finish_attempts(conn, outcomes, now)[0], "finish")
 
     # -- leaders and task catalog ---------------------------------------------------
     def leader_elect(self, name: str, holder: str, now: int, ttl_ms: int) -> bool:
@@ -483,8 +481,8 @@ class SqliteStore(Store):
             if ref is not None:
                 existing = waits.run_wait_get(conn, ref)
                 if existing is not None:
-                    return InsertResult(_child_of(conn, existing), False), existing
-            result = _insert_run(conn, child, now)
+                    return InsertResult(row_ops.child_of(conn, existing), False), existing
+            result = row_ops.insert_run(conn, child, now)
             if wait:
                 assert ref is not None
                 return result, waits.wait_for_run(conn, ref, result.run_id, now)
@@ -508,9 +506,9 @@ class SqliteStore(Store):
             if ref is not None:
                 existing = waits.run_wait_get(conn, ref)
                 if existing is not None:
-                    items = waits.batch_item_ids(conn, _batch_of(conn, existing))
+                    items = waits.batch_item_ids(conn, row_ops.batch_of(conn, existing))
                     return [InsertResult(i, False) for i in items], existing
-            results = [_insert_run(conn, run, now) for run in runs]
+            results = [row_ops.insert_run(conn, run, now) for run in runs]
             ids = [r.run_id for r in results]
             recorded = waits.batch_create(
                 conn, batch_id, parent_run_id, ids, ref, wait=wait, now=now
@@ -563,7 +561,7 @@ class SqliteStore(Store):
             running = dict(conn.execute(sql.COUNT_RUNNING).fetchall())
             queued = dict(conn.execute(sql.COUNT_QUEUED).fetchall())
             return [
-                _queue_record(row, running.get(row[0], 0), queued.get(row[0], 0))
+                row_ops.queue_record(row, running.get(row[0], 0), queued.get(row[0], 0))
                 for row in conn.execute(sql.SELECT_QUEUES)
             ]
 
@@ -576,7 +574,7 @@ class SqliteStore(Store):
                 return None
             running = conn.execute(sql.COUNT_RUNNING_ONE, (name,)).fetchone()[0]
             queued = conn.execute(sql.COUNT_QUEUED_ONE, (name,)).fetchone()[0]
-            return _queue_record(row, running, queued)
+            return row_ops.queue_record(row, running, queued)
 
         return self._read(body)
 
@@ -592,184 +590,3 @@ class SqliteStore(Store):
             lambda conn: conn.execute(sql.OVERRIDE_QUEUE_LIMIT, params).rowcount == 1,
             "queue limit",
         )
-
-
-def _insert_params(run: NewRun, now: int) -> tuple[Any, ...]:
-    return (
-        run.id,
-        run.task_id,
-        run.queue,
-        run.concurrency_key or "",
-        run.status,
-        run.payload,
-        run.max_attempts,
-        run.retry,
-        run.machine,
-        run.max_duration,
-        run.ttl_ms,
-        run.priority_ms,
-        run.queue_ts,
-        run.sort_key,
-        run.available_at,
-        run.delay_until,
-        run.expires_at,
-        run.idempotency_key,
-        run.idempotency_expires_at,
-        None if run.tags is None else run.tags.decode(),
-        run.metadata,
-        run.parent_run_id,
-        run.root_run_id,
-        run.depth,
-        run.batch_id,
-        int(run.is_test),
-        run.replayed_from,
-        run.created_at,
-        now,
-    )
-
-
-def _insert_run(conn: sqlite3.Connection, run: NewRun, now: int) -> InsertResult:
-    """Insert a run inside a transaction, or resolve its idempotency key to a live run."""
-    key = run.idempotency_key
-    if key is not None:
-        found = conn.execute(sql.SELECT_IDEMPOTENT, (run.task_id, key)).fetchone()
-        if found is not None:
-            if found[1] is None or found[1] > now:
-                return InsertResult(found[0], False)
-            conn.execute(sql.CLEAR_IDEMPOTENCY, (found[0],))
-    conn.execute(sql.INSERT_RUN, _insert_params(run, now))
-    return InsertResult(run.id, True)
-
-
-def _child_of(conn: sqlite3.Connection, recorded: RecordedWait) -> str:
-    """The child run id a recorded trigger or task wait refers to."""
-    if recorded.kind == "trigger":
-        return str(orjson.loads(recorded.result or b"{}")["id"])
-    found = waits.waitpoint_get(conn, recorded.waitpoint_id or "")
-    return "" if found is None else str(found.target_id)
-
-
-def _batch_of(conn: sqlite3.Connection, recorded: RecordedWait) -> str:
-    if recorded.kind == "trigger":
-        return str(orjson.loads(recorded.result or b"{}")["batch_id"])
-    found = waits.waitpoint_get(conn, recorded.waitpoint_id or "")
-    return "" if found is None else str(found.target_id)
-
-
-def _queue_record(row: tuple[Any, ...], running: int, queued: int) -> QueueRecord:
-    name, kind, limit, key_total, override, overridden_at, paused, updated_at = row
-    return QueueRecord(
-        name,
-        kind,
-        limit,
-        key_total,
-        override,
-        overridden_at,
-        bool(paused),
-        updated_at,
-        running,
-        queued,
-    )
-
-
-def _json_text(text: str) -> bytes:
-    return orjson.dumps(text)[1:-1]
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    values = list(row)
-    tags = values[21]
-    if isinstance(tags, str):
-        values[21] = tags.encode()
-    values[3] = values[3] or None  # concurrency key '' means none
-    values[27] = bool(values[27])
-    values[34] = bool(values[34])
-    return RunRecord(*values)
-
-
-def _insert_events(conn: sqlite3.Connection, events: Iterable[NewEvent]) -> None:
-    conn.executemany(
-        sql.INSERT_EVENT, [(e.run_id, e.attempt, e.ts, e.kind, e.data) for e in events]
-    )
-
-
-def _guards(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple[Any, ...]]:
-    """(attempt, worker_id, status) of each run, read in chunks of one statement each."""
-    found: dict[str, tuple[Any, ...]] = {}
-    for start in range(0, len(run_ids), GUARD_CHUNK):
-        chunk = run_ids[start : start + GUARD_CHUNK]
-        query = sql.SELECT_GUARDS_PREFIX + ",".join("?" * len(chunk)) + ")"
-        for row in conn.execute(query, chunk):
-            found[row[0]] = row[1:]
-    return found
-
-
-def _finish_attempts(
-    conn: sqlite3.Connection, outcomes: list[AttemptOutcome], now: int
-) -> tuple[list[str], list[str]]:
-    """Apply fenced outcomes. Inside the caller's write transaction, so the guard read and
-    the update see the same rows; the update repeats the guard anyway."""
-    applied: list[str] = []
-    rejected: list[str] = []
-    if not outcomes:
-        return applied, rejected
-    guards = _guards(conn, [o.run_id for o in outcomes])
-    waited: list[str] = []
-    updates = []
-    attempt_rows = []
-    for o in outcomes:
-        found = guards.get(o.run_id)
-        if found is None or found[0] != o.attempt or found[1] != o.worker_id:
-            rejected.append(o.run_id)
-            continue
-        del guards[o.run_id]  # decided: another outcome for this run in the batch is stale
-        status = found[2]
-        if status in _HELD:
-            if found[3] and o.status in _FINAL:
-                # Someone waits for this run, which ends now. (Not for a run cancelled
-                # while held: the cancel already completed those waits and counted it in
-                # its batches, and counting it twice would end a batch early.)
-                waited.append(o.run_id)
-            updates.append(
-                (
-                    o.status,
-                    o.output,
-                    o.error,
-                    o.retry_at,
-                    None if o.status == "QUEUED" else o.finished_at,
-                    o.started_at,
-                    o.status,
-                    1 if o.released else 0,
-                    1 if o.clear_idempotency_key else 0,
-                    o.machine,
-                    1 if o.released else 0,
-                    now,
-                    o.run_id,
-                    o.attempt,
-                    o.worker_id,
-                )
-            )
-        elif status != "CANCELED":
-            rejected.append(o.run_id)
-            continue
-        # (A run cancelled while executing is already final: only its attempt is recorded.)
-        applied.append(o.run_id)
-        if not o.released:
-            attempt_rows.append(
-                (
-                    o.run_id,
-                    o.attempt,
-                    o.attempt_status,
-                    o.worker_id,
-                    o.started_at,
-                    o.finished_at,
-                    o.error,
-                )
-            )
-    if updates:
-        conn.executemany(sql.FINISH_ATTEMPT, updates)
-    if attempt_rows:
-        conn.executemany(sql.INSERT_ATTEMPT, attempt_rows)
-    if waited:
-        waits.runs_finished(conn, waited, now)
-    return applied, rejected
