@@ -21,7 +21,13 @@ def main() -> int:
     taskloom.configure(project_root=HERE)
     dev = subprocess.Popen([sys.executable, "-m", "taskloom", "--project", str(HERE), "dev"])
     try:
-        from trigger.demo_tasks import build_report, charge_card, flaky_api, hello_world
+        from trigger.demo_tasks import (
+            build_report,
+            charge_card,
+            flaky_api,
+            hello_world,
+            publish_report,
+        )
 
         handles = [
             hello_world.trigger({"name": "taskloom"}, tags=["demo"]),
@@ -29,8 +35,16 @@ def main() -> int:
             charge_card.trigger({"card": "5100-0000", "amount": 42}, tags=["demo"]),
             build_report.trigger({}, tags=["demo"]),
             hello_world.trigger({"name": "later"}, delay="3s", tags=["demo", "delayed"]),
+            publish_report.trigger({}, tags=["demo", "waits"]),
         ]
         print(f"\ntriggered {len(handles)} demo runs; waiting for them to finish...\n")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # show the parent while it waits for its child
+            status = runs.retrieve(handles[-1].id).status
+            if status.value == "WAITING":
+                print(f"  {handles[-1].id}  publish-report is WAITING: it holds no worker slot\n")
+                break
+            time.sleep(0.1)
         for handle in handles:
             run = runs.poll(handle.id, timeout=60)
             print(f"  {run.id}  {run.task_id:14s} {run.status.value:10s} output={run.output}")

@@ -1,10 +1,11 @@
 """Tasks the demo triggers: a greeting, a flaky call that succeeds on retry, a sync task
-that fails for good, and one that reports progress with logs and spans."""
+that fails for good, one that reports progress with logs and spans, and one that waits
+for a child run and a timer without holding a worker slot."""
 
 import asyncio
 import time
 
-from taskloom import AbortTaskRunError, Context, logger, task
+from taskloom import AbortTaskRunError, Context, logger, task, wait
 
 
 @task(id="hello-world", description="Greets, and shows what a run knows about itself")
@@ -39,3 +40,11 @@ async def build_report(payload: dict) -> dict:
             span.set_attribute("rows", 100)
         print(f"loaded {section}")
     return {"rows": rows}
+
+
+@task(id="publish-report", description="Waits for a child run and a timer without a slot")
+async def publish_report(payload: dict, ctx: Context) -> dict:
+    report = await build_report.trigger_and_wait({})  # a child run; this run is WAITING
+    logger.info("report built", rows=report.unwrap()["rows"])
+    await wait.for_(seconds=6)  # over 5 s: WAITING, holding no concurrency slot
+    return {"published": True, "rows": report.output["rows"], "child": report.id}
