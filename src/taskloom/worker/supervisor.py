@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -87,7 +88,8 @@ class Supervisor:
         self.lease_ms = round(self.config.lease_seconds * 1000)
 
         self.pools = ExecutorPools(
-            self.config,
+            # Executors size their thread pools (sync attempts) by this worker's concurrency.
+            dataclasses.replace(self.config, worker_concurrency=self.concurrency),
             self.executor_count,
             self._on_spawned,
             self._on_memory_exceeded,
