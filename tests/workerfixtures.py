@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from taskloom.sdk import registry
+from taskloom.runtime import registry
 from taskloom.testing import TaskloomProject, WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from .errors import InvalidOptionError
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "now_ms"]
 
 
 @runtime_checkable
@@ -52,6 +52,11 @@ class SystemClock:
 
 SYSTEM_CLOCK: Clock = SystemClock()
 """The process-wide real clock."""
+
+
+def now_ms() -> int:
+    """The real wall-clock time in whole milliseconds since the epoch (events, attempts)."""
+    return time.time_ns() // 1_000_000
 
 
 class FakeClock:

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from taskloom import Run, RunStatus, queues, runs, tasks
-from taskloom.sdk import registry
+from taskloom.runtime import registry
+from taskloom.runtime.hooks import clear_global
 from taskloom.sdk.client import current_engine
-from taskloom.sdk.hooks import clear_global
 from taskloom.testing import TaskloomProject, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 from taskloom import queue, task, tasks
 from taskloom.config import Config
 from taskloom.errors import InvalidOptionError
-from taskloom.sdk import registry
+from taskloom.runtime import registry
 from taskloom.testing import TaskloomProject
 
 

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from taskloom import runs, tasks
-from taskloom.sdk import registry
+from taskloom.runtime import registry
 from taskloom.sdk.client import current_engine
 from taskloom.testing import TaskloomProject, WorkerProcess, wait_for
 

@@ -25,7 +25,7 @@ import pytest
 from taskloom import runs, task, tasks
 from taskloom.clock import FakeClock
 from taskloom.errors import InvalidOptionError
-from taskloom.sdk import registry
+from taskloom.runtime import registry
 from taskloom.testing import TaskloomProject, wait_for
 from taskloom.types import RunStatus
 

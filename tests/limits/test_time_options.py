@@ -18,7 +18,7 @@ from taskloom import queues, runs, task, tasks
 from taskloom.clock import FakeClock
 from taskloom.engine.engine import Engine
 from taskloom.errors import InvalidOptionError
-from taskloom.sdk import registry
+from taskloom.runtime import registry
 from taskloom.services.maintenance import DelayedPromoter, TtlExpirer
 from taskloom.testing import TaskloomProject, wait_for
 from taskloom.types import RunStatus

@@ -1,4 +1,4 @@
-"""Tests for taskloom.sdk.capture: print and logging inside runs become run events.
+"""Tests for taskloom.runtime.capture: print and logging inside runs become run events.
 
 pytest swaps sys.stdout and sys.stderr between a test's phases, so capture is
 installed inside each test body (`capturing()`), over StringIO stand-ins for
@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from taskloom.sdk.capture import (
+from taskloom.runtime.capture import (
     CaptureStream,
     RunLogHandler,
     flush_partial,
     install_capture,
     uninstall_capture,
 )
-from taskloom.sdk.logger import current_span_id, logger
-from taskloom.sdk.runtime import CollectingSink, current_sink, use_sink
+from taskloom.runtime.logger import current_span_id, logger
+from taskloom.runtime.sink import CollectingSink, current_sink, use_sink
 
 Event = tuple[str, dict[str, Any]]
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskloom.cliui import (
+from taskloom.cli.ui import (
     Spinner,
     format_ms,
     format_relative,

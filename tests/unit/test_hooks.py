@@ -11,10 +11,10 @@ import pytest
 
 from taskloom import task, tasks
 from taskloom.errors import InvalidOptionError
-from taskloom.sdk import registry
-from taskloom.sdk.hook_args import HOOK_PARAMETERS, bind_hook
-from taskloom.sdk.hooks import GLOBAL_HOOK_NAMES, clear_global, global_hooks
-from taskloom.sdk.task import HOOK_NAMES
+from taskloom.runtime import registry
+from taskloom.runtime.definition import HOOK_NAMES
+from taskloom.runtime.hook_args import HOOK_PARAMETERS, bind_hook
+from taskloom.runtime.hooks import GLOBAL_HOOK_NAMES, clear_global, global_hooks
 
 DEPRECATED = ("init", "cleanup", "on_start")
 

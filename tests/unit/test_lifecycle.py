@@ -28,13 +28,13 @@ from taskloom import (
     task,
     tasks,
 )
+from taskloom.clock import now_ms
 from taskloom.errors import TaskRunCancelledError
-from taskloom.sdk import registry
-from taskloom.sdk.hook_args import HOOK_PARAMETERS
-from taskloom.sdk.hooks import clear_global, current_run_hooks, global_hooks
-from taskloom.sdk.runtime import now_ms
+from taskloom.runtime import registry
+from taskloom.runtime.hook_args import HOOK_PARAMETERS
+from taskloom.runtime.hooks import clear_global, current_run_hooks, global_hooks
+from taskloom.runtime.lifecycle import CompletionResult, RunPromise
 from taskloom.worker.executor import Executor
-from taskloom.worker.lifecycle import CompletionResult, RunPromise
 
 FAST = Retry(max_attempts=3, factor=2, min_timeout_ms=10, max_timeout_ms=1000, randomize=False)
 RUN_ID = "run_unit"

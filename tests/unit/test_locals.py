@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from taskloom import Retry, TaskloomError, locals, task
-from taskloom.sdk import registry
-from taskloom.sdk.hooks import clear_global
-from taskloom.sdk.locals import LocalKey
-from taskloom.sdk.runtime import now_ms
+from taskloom.clock import now_ms
+from taskloom.runtime import registry
+from taskloom.runtime.hooks import clear_global
+from taskloom.runtime.locals import LocalKey
 from taskloom.worker.executor import Executor
 
 Next = Callable[[], Awaitable[None]]

@@ -1,4 +1,4 @@
-"""Tests for taskloom.sdk.logger (logger, spans) and the taskloom.sdk.runtime seam."""
+"""Tests for taskloom.runtime.logger (logger, spans) and the taskloom.runtime.sink seam."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
-from taskloom.sdk.logger import Logger, Span, current_span_id, logger
-from taskloom.sdk.runtime import (
+from taskloom.clock import now_ms
+from taskloom.runtime.logger import Logger, Span, current_span_id, logger
+from taskloom.runtime.sink import (
     CollectingSink,
     current_sink,
     emit_event,
     json_safe,
-    now_ms,
     use_sink,
 )
 

@@ -14,8 +14,8 @@ import pytest
 from taskloom.config import Config
 from taskloom.errors import InvalidOptionError, TaskloomError
 from taskloom.retry import Retry
-from taskloom.sdk import registry
-from taskloom.sdk.queues import queue
+from taskloom.runtime import registry
+from taskloom.runtime.queues import queue
 from taskloom.sdk.task import Task, schema_task, task
 
 

@@ -58,7 +58,7 @@ from taskloom import (
     tasks,
     wait,
 )
-from taskloom.sdk.context import get_context
+from taskloom.runtime.context import get_context
 
 solo = queue(name="solo", concurrency_limit=1)
 ONCE = {"max_attempts": 1}

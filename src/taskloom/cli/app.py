@@ -7,10 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__, cliui
+from .. import __version__
 from ..config import configure
 from ..errors import TaskloomError
-from . import common, dev_cmd, init_cmd, queues_cmd, runs_cmd, trigger_cmd, worker_cmd
+from . import common, dev_cmd, init_cmd, queues_cmd, runs_cmd, trigger_cmd, ui, worker_cmd
 
 _EPILOG = """\
 examples:
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _apply_global_options(args)
         code: int = args.handler(args)
     except TaskloomError as error:
-        cliui.print_error(str(error))
+        ui.print_error(str(error))
         return common.EXIT_FAILURE
     except KeyboardInterrupt:
         sys.stderr.write("\n")

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import cliui
 from ..config import Config
 from ..engine.engine import Engine
 from ..sdk.client import current_engine
 from ..types import Attempt, Run, RunError
+from . import ui
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -29,8 +29,8 @@ def engine() -> Engine:
 
 
 def colour(stream: TextIO | None = None) -> bool:
-    """Whether to colour what goes to `stream` (default stdout); see `cliui.use_colour`."""
-    return cliui.use_colour(stream if stream is not None else sys.stdout)
+    """Whether to colour what goes to `stream` (default stdout); see `ui.use_colour`."""
+    return ui.use_colour(stream if stream is not None else sys.stdout)
 
 
 def out(text: str = "") -> None:
@@ -47,12 +47,12 @@ def err(text: str = "") -> None:
 
 def dim(text: str, stream: TextIO | None = None) -> str:
     """`text` dimmed when colour is on for `stream` (default stdout)."""
-    return cliui.style(text, dim=True, enabled=colour(stream))
+    return ui.style(text, dim=True, enabled=colour(stream))
 
 
 def status_text(status: str, stream: TextIO | None = None) -> str:
     """A run status in its colour (when colour is on for `stream`, default stdout)."""
-    return cliui.style(status, fg=cliui.status_colour(status), enabled=colour(stream))
+    return ui.style(status, fg=ui.status_colour(status), enabled=colour(stream))
 
 
 def to_json(value: Any) -> str:

@@ -12,11 +12,10 @@ import argparse
 import sys
 from typing import Any
 
-from .. import cliui
-from ..sdk.queues import MAX_CONCURRENCY_LIMIT
-from ..sdk.queues_api import queues
+from ..runtime.queues import MAX_CONCURRENCY_LIMIT
+from ..sdk.queues import queues
 from ..types import QueueDetails
-from . import common
+from . import common, ui
 
 OVERRIDE_MARK = "*"
 
@@ -124,7 +123,7 @@ def queue_list(args: argparse.Namespace) -> int:
         for q in found
     ]
     headers = ["NAME", "TYPE", "RUNNING", "QUEUED", "LIMIT", "PAUSED"]
-    table = cliui.render_table(
+    table = ui.render_table(
         headers, rows, colour=common.colour(), column_styles={5: _paused_colour}
     )
     common.out(table)
@@ -153,7 +152,7 @@ def _details(queue: QueueDetails) -> list[tuple[str, str]]:
         ("limit in code", number(queue.base_concurrency_limit)),
     ]
     if queue.override_concurrency_limit is not None:
-        when = cliui.format_timestamp(queue.overridden_at)
+        when = ui.format_timestamp(queue.overridden_at)
         pairs.append(("override", f"{queue.override_concurrency_limit} (since {when})"))
     if queue.total_concurrency_limit is not None:
         pairs.append(("total across keys", str(queue.total_concurrency_limit)))
@@ -166,7 +165,7 @@ def _print(queue: QueueDetails, as_json: bool, message: str | None = None) -> in
     elif message is not None:
         common.out(message)
     else:
-        common.out(cliui.render_kv(_details(queue), colour=common.colour()))
+        common.out(ui.render_kv(_details(queue), colour=common.colour()))
     return common.EXIT_OK
 
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import orjson
 
-from .. import cliui
 from ..sdk.runs import MAX_LIST_LIMIT, runs
 from ..store.records import EventRecord
 from ..types import Run, RunStatus, ms_to_datetime
-from . import common
+from . import common, ui
 from .trigger_cmd import add_wait_options, duration, positive_int, wait_and_report
 
 _LEVEL_COLOURS = {"debug": "grey", "info": "cyan", "warn": "yellow", "error": "red"}
@@ -92,15 +91,15 @@ def run_list(args: argparse.Namespace) -> int:
             run.task_id,
             run.status.value,
             str(run.attempt_count),
-            cliui.format_relative(run.created_at, now),
-            cliui.format_ms(run.duration_ms),
+            ui.format_relative(run.created_at, now),
+            ui.format_ms(run.duration_ms),
             ", ".join(run.tags),
         ]
         for run in found
     ]
     headers = ["ID", "TASK", "STATUS", "ATTEMPTS", "CREATED", "DURATION", "TAGS"]
-    table = cliui.render_table(
-        headers, rows, colour=common.colour(), column_styles={2: cliui.status_colour}
+    table = ui.render_table(
+        headers, rows, colour=common.colour(), column_styles={2: ui.status_colour}
     )
     common.out(table)
     return common.EXIT_OK
@@ -123,7 +122,7 @@ def _event_to_dict(event: EventRecord) -> dict[str, Any]:
 
 
 def _heading(text: str, colour: bool) -> str:
-    return cliui.style(text, bold=True, enabled=colour)
+    return ui.style(text, bold=True, enabled=colour)
 
 
 def _level_colour(level: str) -> str | None:
@@ -148,7 +147,7 @@ def _details(run: Run) -> list[tuple[str, str]]:
     def when(moment: datetime | None) -> str:
         if moment is None:
             return "-"
-        return f"{cliui.format_timestamp(moment)} ({cliui.format_relative(moment, now)})"
+        return f"{ui.format_timestamp(moment)} ({ui.format_relative(moment, now)})"
 
     queue = run.queue + (f" (concurrency key {run.concurrency_key})" if run.concurrency_key else "")
     pairs = [
@@ -165,7 +164,7 @@ def _details(run: Run) -> list[tuple[str, str]]:
     pairs += [
         ("started", when(run.started_at)),
         ("finished", when(run.finished_at)),
-        ("duration", cliui.format_ms(run.duration_ms)),
+        ("duration", ui.format_ms(run.duration_ms)),
         ("tags", ", ".join(run.tags) or "-"),
         ("metadata", common.to_json(run.metadata) if run.metadata else "-"),
         ("idempotency key", run.idempotency_key or "-"),
@@ -178,7 +177,7 @@ def _details(run: Run) -> list[tuple[str, str]]:
     if run.status is RunStatus.COMPLETED:
         pairs.append(("output", common.to_json(run.output)))
     if run.error is not None:
-        pairs.append(("error", cliui.style(common.error_text(run.error), fg="red", enabled=colour)))
+        pairs.append(("error", ui.style(common.error_text(run.error), fg="red", enabled=colour)))
     return pairs
 
 
@@ -193,7 +192,7 @@ def run_show(args: argparse.Namespace) -> int:
         common.out(common.to_json(data))
         return common.EXIT_OK
     colour = common.colour()
-    common.out(cliui.render_kv(_details(run), colour=colour))
+    common.out(ui.render_kv(_details(run), colour=colour))
     common.out()
     common.out(_heading("Attempts", colour))
     if run.attempts:
@@ -201,15 +200,15 @@ def run_show(args: argparse.Namespace) -> int:
             [
                 str(attempt.number),
                 attempt.status,
-                cliui.format_timestamp(attempt.started_at),
-                cliui.format_ms(attempt.duration_ms),
+                ui.format_timestamp(attempt.started_at),
+                ui.format_ms(attempt.duration_ms),
                 _one_line(str(attempt.error)) if attempt.error is not None else "",
             ]
             for attempt in run.attempts
         ]
         headers = ["#", "STATUS", "STARTED", "DURATION", "ERROR"]
-        styles = {1: cliui.status_colour}
-        common.out(cliui.render_table(headers, rows, colour=colour, column_styles=styles))
+        styles = {1: ui.status_colour}
+        common.out(ui.render_table(headers, rows, colour=colour, column_styles=styles))
     else:
         common.out(common.dim("(none yet)"))
     if not args.logs:
@@ -233,7 +232,7 @@ def run_show(args: argparse.Namespace) -> int:
             ]
         )
     level_styles = {1: _level_colour}
-    table = cliui.render_table(
+    table = ui.render_table(
         ["TIME", "LEVEL", "MESSAGE", "ATTRIBUTES"], rows, colour=colour, column_styles=level_styles
     )
     common.out(table)

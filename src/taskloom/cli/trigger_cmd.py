@@ -8,14 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import cliui
 from ..durations import parse_duration, parse_instant
 from ..errors import InvalidOptionError, UnknownTaskError
 from ..machines import resolve_machine
 from ..sdk.polling import RunTimeoutError
-from ..sdk.tasks_api import tasks
+from ..sdk.task import tasks
 from ..types import Run
-from . import common
+from . import common, ui
 
 FIRST_POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 0.2
@@ -134,7 +133,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     try:
         payload = common.parse_payload(args.payload)
     except ValueError as error:
-        cliui.print_error(str(error))
+        ui.print_error(str(error))
         return common.EXIT_USAGE
     options = {name: getattr(args, name) for name in _OPTION_NAMES}
     options = {name: value for name, value in options.items() if value is not None}
@@ -142,7 +141,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     try:
         handle = tasks.trigger(args.task_id, payload, **options)
     except UnknownTaskError as error:
-        cliui.print_error(str(error))
+        ui.print_error(str(error))
         common.err(
             "hint: a worker registers the tasks it finds in the task directories when it "
             "starts: run `taskloom dev` (or restart `taskloom worker` after adding a task)"
@@ -167,7 +166,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     return wait_and_report(handle.id, timeout=args.timeout, as_json=args.json)
 
 
-def wait_for_run(run_id: str, timeout: float | None, spinner: cliui.Spinner) -> Run:
+def wait_for_run(run_id: str, timeout: float | None, spinner: ui.Spinner) -> Run:
     """Poll the run until it is final, showing its status; RunTimeoutError after `timeout`."""
     engine = common.engine()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -191,7 +190,7 @@ def wait_and_report(run_id: str, *, timeout: float | None, as_json: bool) -> int
     """Wait for a run, print its output (or error), and return the exit code: 0 on COMPLETED."""
     run = common.engine().retrieve(run_id, with_attempts=False)
     try:
-        with cliui.Spinner(f"Waiting for {run.id} ({run.task_id})") as spinner:
+        with ui.Spinner(f"Waiting for {run.id} ({run.task_id})") as spinner:
             run = wait_for_run(run_id, timeout, spinner)
     except KeyboardInterrupt:
         common.err(f"Stopped waiting; the run carries on: taskloom runs show {run_id}")
@@ -200,15 +199,15 @@ def wait_and_report(run_id: str, *, timeout: float | None, as_json: bool) -> int
         common.out(common.to_json(common.run_to_dict(run, with_attempts=True)))
         return common.EXIT_OK if run.is_success else common.EXIT_FAILURE
     attempts = f"{run.attempt_count} attempt{'s' if run.attempt_count != 1 else ''}"
-    summary = f"{run.status.value} in {cliui.format_ms(run.duration_ms)} ({attempts})"
+    summary = f"{run.status.value} in {ui.format_ms(run.duration_ms)} ({attempts})"
     if run.is_success:
         common.err(
-            cliui.style(
-                summary, fg=cliui.status_colour(run.status.value), enabled=common.colour(sys.stderr)
+            ui.style(
+                summary, fg=ui.status_colour(run.status.value), enabled=common.colour(sys.stderr)
             )
         )
         common.out(common.to_json(run.output))
         return common.EXIT_OK
     detail = f": {common.error_text(run.error)}" if run.error is not None else ""
-    cliui.print_error(f"run {run.id} of task {run.task_id!r} ended {summary}{detail}")
+    ui.print_error(f"run {run.id} of task {run.task_id!r} ended {summary}{detail}")
     return common.EXIT_FAILURE

@@ -8,8 +8,9 @@ from typing import Any
 
 from ..engine.spec import TaskSpec
 from ..errors import InvalidOptionError
-from . import children, registry
-from .attempt_runtime import run_with_reserved_step
+from ..runtime import registry
+from ..runtime.attempt import run_with_reserved_step
+from . import children
 from .client import current_engine
 from .results import BatchHandle, BatchResult
 

@@ -11,8 +11,8 @@ import orjson
 from ..engine.spec import TaskSpec
 from ..engine.triggering import RunLinks
 from ..errors import InvalidOptionError
+from ..runtime.attempt import AttemptRuntime, WaitInfo, attempt_runtime, current_attempt
 from ..store.records import WaitRef
-from .attempt_runtime import AttemptRuntime, WaitInfo, attempt_runtime, current_attempt
 from .client import current_engine
 from .handles import RunHandle
 from .idempotency_keys import scoped_options

@@ -12,9 +12,9 @@ from ..config import configure as _configure_config
 from ..config import reset_config as _reset_config
 from ..engine.engine import Engine
 from ..engine.spec import TaskSpec
+from ..runtime import registry
+from ..runtime.queues import is_declared
 from ..store import open_store
-from . import registry
-from .queues import is_declared
 
 _lock = threading.Lock()
 _engine: Engine | None = None

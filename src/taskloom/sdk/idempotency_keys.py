@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidOptionError
+from ..runtime.context import get_context
 from .client import current_engine
-from .context import get_context
 
 SCOPES = ("run", "attempt", "global")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from .. import metadata_ops
+from ..engine import metadata as metadata_ops
 from ..errors import InvalidOptionError, PayloadError
-from .attempt_runtime import AttemptRuntime, current_attempt
+from ..runtime.attempt import AttemptRuntime, current_attempt
 from .client import current_engine
 
 MAX_TAGS = 10

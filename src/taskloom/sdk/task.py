@@ -1,123 +1,40 @@
-"""`task()`, `schema_task()` and the `Task` object they return."""
+"""`task()`, `schema_task()`, the `Task` object they return, and the `tasks` namespace."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import math
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, TypeVar, overload
 
-from ..config import Config
-from ..durations import parse_duration
 from ..engine.spec import TaskSpec
-from ..engine.triggering import MIN_MAX_DURATION
-from ..errors import InvalidOptionError, TaskloomError
-from ..machines import resolve_machine
+from ..errors import InvalidOptionError
 from ..retry import Retry
-from . import children, registry
-from .attempt_runtime import current_attempt, run_with_reserved_step
+from ..runtime import registry
+from ..runtime.attempt import current_attempt, run_with_reserved_step
+from ..runtime.definition import (
+    TaskDefinition,
+    TaskOptions,
+    check_hooks,
+    check_task_id,
+    defined_at,
+    parse_task_options,
+    schema_parser,
+)
+from ..runtime.hook_args import BoundHook
+from ..runtime.hooks import Registrar
+from ..runtime.queues import Queue
+from . import children
 from .client import current_engine
 from .handles import RunHandle
-from .hook_args import DEPRECATED_HOOKS, BoundHook, bind_hook
 from .idempotency_keys import scoped_options
-from .queues import Queue, resolve_queue_option
 from .results import BatchHandle, BatchResult, TaskRunResult
 
 P = TypeVar("P")
 R = TypeVar("R")
 
-HOOK_NAMES = (
-    "middleware",
-    "on_start_attempt",
-    "on_start",
-    "init",
-    "cleanup",
-    "on_wait",
-    "on_resume",
-    "on_success",
-    "on_failure",
-    "on_complete",
-    "on_cancel",
-    "catch_error",
-)
 
-
-@dataclass(frozen=True, slots=True)
-class TaskOptions:
-    """A task's own options as given (validated); config defaults are applied later."""
-
-    retry: Retry | None
-    queue: Queue | None
-    machine: str | None
-    max_duration: int | None
-    ttl_seconds: float | None
-    description: str | None
-
-
-class Task(Generic[P, R]):
+class Task(TaskDefinition[P, R]):
     """A defined task. `task.run` is the original function; trigger with `trigger()`."""
-
-    def __init__(
-        self,
-        *,
-        id: str,
-        run: Callable[..., Any],
-        options: TaskOptions,
-        hooks: Mapping[str, BoundHook],
-        schema: Callable[[Any], Any] | None = None,
-        defined_at: str,
-    ) -> None:
-        self.id = id
-        self.run = run
-        self.options = options
-        self.hooks = dict(hooks)
-        self.schema = schema
-        self.defined_at = defined_at
-        self.file_path = defined_at.rpartition(":")[0] or None
-        self.is_async = inspect.iscoroutinefunction(run)
-        self.takes_context = _run_arity(id, run) == 2
-        self._spec: tuple[Config, TaskSpec] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Task {self.id!r} defined at {self.defined_at}>"
-
-    @property
-    def description(self) -> str | None:
-        return self.options.description
-
-    def spec_for(self, config: Config) -> TaskSpec:
-        """The task's run-shaping settings with the config's defaults applied."""
-        cached = self._spec
-        if cached is not None and cached[0] is config:
-            return cached[1]
-        o = self.options
-        spec = TaskSpec(
-            id=self.id,
-            queue=o.queue.name if o.queue is not None else f"task/{self.id}",
-            retry=o.retry if o.retry is not None else config.retries_default,
-            machine=o.machine or config.machine,
-            max_duration=o.max_duration if o.max_duration is not None else config.max_duration,
-            ttl_seconds=o.ttl_seconds if o.ttl_seconds is not None else config.ttl,
-            description=o.description,
-            file_path=self.file_path,
-            concurrency_limit=o.queue.concurrency_limit if o.queue is not None else None,
-            total_concurrency_limit=(
-                o.queue.total_concurrency_limit if o.queue is not None else None
-            ),
-        )
-        self._spec = (config, spec)
-        return spec
-
-    def validate_payload(self, payload: Any) -> Any:
-        """Run the schema (if any) on a payload; return what to store."""
-        if self.schema is None:
-            return payload
-        parsed = self.schema(payload)
-        dump = getattr(parsed, "model_dump", None)
-        return dump(mode="json") if callable(dump) else payload
 
     def trigger(self, payload: P, **options: Any) -> RunHandle:
         """Create a run of this task; returns at once with its handle.
@@ -177,119 +94,6 @@ class Task(Generic[P, R]):
         return await children.batch_trigger_and_wait(resolved, what=what, step=step)
 
 
-def _is_pydantic_model(schema: Any) -> bool:
-    return inspect.isclass(schema) and hasattr(schema, "model_validate")
-
-
-def _run_arity(task_id: str, run: Callable[..., Any]) -> int:
-    if not callable(run):
-        raise InvalidOptionError(f"run of task {task_id!r} must be callable, got {run!r}")
-    try:
-        signature = inspect.signature(run)
-    except (TypeError, ValueError):
-        return 1
-    positional = [
-        p
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
-    required = [p for p in positional if p.default is p.empty]
-    if variadic or (len(positional) >= 2 and len(required) <= 2):
-        return 2
-    if len(positional) == 1 and len(required) <= 1:
-        return 1
-    raise InvalidOptionError(
-        f"run of task {task_id!r} must take (payload) or (payload, ctx); "
-        f"its signature is {signature}"
-    )
-
-
-def _defined_at(run: Callable[..., Any]) -> str:
-    code = getattr(run, "__code__", None)
-    if code is not None:
-        return f"{code.co_filename}:{code.co_firstlineno}"
-    frame = inspect.currentframe()
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("taskloom."):
-        frame = frame.f_back
-    if frame is None:
-        return "<unknown>"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-
-
-def parse_task_options(
-    task_id: str,
-    *,
-    retry: Retry | Mapping[str, Any] | None,
-    queue: Queue | Mapping[str, Any] | None,
-    machine: str | Mapping[str, Any] | None,
-    max_duration: float | None,
-    ttl: str | float | None,
-    description: str | None,
-) -> TaskOptions:
-    """Validate a task's options at definition time; every error names the task."""
-    what = f"task {task_id!r}"
-    retry_policy = (
-        None if retry is None else Retry.from_value(retry, what=f"retry of {what}", default=Retry())
-    )
-    if isinstance(machine, Mapping):
-        machine = machine.get("preset")
-    machine_name = (
-        None if machine is None else resolve_machine(machine, what=f"machine of {what}").name
-    )
-    duration: int | None = None
-    if max_duration is not None:
-        seconds = parse_duration(max_duration, what=f"max_duration of {what}")
-        if seconds < MIN_MAX_DURATION:
-            raise InvalidOptionError(
-                f"max_duration of {what} must be at least {MIN_MAX_DURATION} seconds, "
-                f"got {max_duration!r}"
-            )
-        duration = math.ceil(seconds)
-    ttl_seconds = None if ttl is None else parse_duration(ttl, what=f"ttl of {what}")
-    if description is not None and not isinstance(description, str):
-        raise InvalidOptionError(f"description of {what} must be a string, got {description!r}")
-    return TaskOptions(
-        retry=retry_policy,
-        queue=resolve_queue_option(task_id, queue),
-        machine=machine_name,
-        max_duration=duration,
-        ttl_seconds=ttl_seconds,
-        description=description,
-    )
-
-
-def _check_hooks(task_id: str, hooks: Mapping[str, Any]) -> dict[str, BoundHook]:
-    checked: dict[str, BoundHook] = {}
-    for name, hook in hooks.items():
-        if name not in HOOK_NAMES:
-            raise InvalidOptionError(
-                f"unknown option {name!r} for task {task_id!r}; task options are retry, "
-                f"queue, machine, max_duration, ttl, description and the hooks "
-                f"{', '.join(HOOK_NAMES)}"
-            )
-        if hook is None:
-            continue
-        checked[name] = bind_hook(name, hook, owner=f"task {task_id!r}", scope="task")
-        if name in DEPRECATED_HOOKS:
-            warnings.warn(
-                f"the {name} hook of task {task_id!r} is deprecated: {DEPRECATED_HOOKS[name]}",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-    return checked
-
-
-def _check_id(task_id: Any) -> str:
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise InvalidOptionError(f"a task needs a non-empty string id, got {task_id!r}")
-    if len(task_id) > 128 or any(c.isspace() for c in task_id):
-        raise InvalidOptionError(
-            f"task id {task_id!r} must be at most 128 characters with no whitespace"
-        )
-    return task_id
-
-
 def _define(
     task_id: str,
     run: Callable[..., Any],
@@ -303,7 +107,7 @@ def _define(
         options=options,
         hooks=hooks,
         schema=schema,
-        defined_at=_defined_at(run),
+        defined_at=defined_at(run),
     )
     registry.register(defined)
     return defined
@@ -357,7 +161,7 @@ def task(
     ... async def hello_world(payload, ctx):
     ...     return {"echo": payload["message"]}
     """
-    task_id = _check_id(id)
+    task_id = check_task_id(id)
     options = parse_task_options(
         task_id,
         retry=retry,
@@ -367,7 +171,7 @@ def task(
         ttl=ttl,
         description=description,
     )
-    checked_hooks = _check_hooks(task_id, hooks)
+    checked_hooks = check_hooks(task_id, hooks)
     if run is not None:
         return _define(task_id, run, None, options, checked_hooks)
 
@@ -395,8 +199,8 @@ def schema_task(
     `schema` is a pydantic model class or any callable `data -> value`; `run` receives the
     parsed value.
     """
-    task_id = _check_id(id)
-    parser = _schema_parser(task_id, schema)
+    task_id = check_task_id(id)
+    parser = schema_parser(task_id, schema)
     options = parse_task_options(
         task_id,
         retry=retry,
@@ -406,7 +210,7 @@ def schema_task(
         ttl=ttl,
         description=description,
     )
-    checked_hooks = _check_hooks(task_id, hooks)
+    checked_hooks = check_hooks(task_id, hooks)
     if run is not None:
         return _define(task_id, run, parser, options, checked_hooks)
 
@@ -416,16 +220,45 @@ def schema_task(
     return decorate
 
 
-def _schema_parser(task_id: str, schema: Any) -> Callable[[Any], Any]:
-    if _is_pydantic_model(schema):
-        validate = schema.model_validate
+class Tasks:
+    """`tasks.trigger("id", payload)` and the global hooks (`tasks.on_success(...)`, ...)."""
 
-        def parse_model(data: Any) -> Any:
-            return data if isinstance(data, schema) else validate(data)
+    on_start_attempt = Registrar("on_start_attempt")
+    on_start = Registrar("on_start")
+    on_success = Registrar("on_success")
+    on_failure = Registrar("on_failure")
+    on_complete = Registrar("on_complete")
+    on_wait = Registrar("on_wait")
+    on_resume = Registrar("on_resume")
+    on_cancel = Registrar("on_cancel")
+    catch_error = Registrar("catch_error")
+    middleware = Registrar("middleware")
 
-        return parse_model
-    if not callable(schema):
-        raise TaskloomError(
-            f"schema of task {task_id!r} must be a pydantic model or a callable, got {schema!r}"
-        )
-    return schema  # type: ignore[no-any-return]
+    def trigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
+        """Trigger a task by id, without importing it (a worker must have registered it).
+
+        Unlike `Task.trigger`, a schema task's schema is not applied here (as in
+        Trigger.dev); the worker still parses the payload before each attempt.
+        """
+        return children.trigger(self._spec(task_id), payload, options)
+
+    def _spec(self, task_id: str) -> TaskSpec:
+        engine = current_engine()
+        local = registry.get(task_id)
+        return local.spec_for(engine.config) if local is not None else engine.resolve_spec(task_id)
+
+    async def trigger_and_wait(
+        self, task_id: str, payload: Any = None, **options: Any
+    ) -> TaskRunResult:
+        """Inside an async run: trigger a task by id as a child and wait for it."""
+        what = "tasks.trigger_and_wait"
+        step = children.reserve_step(what)  # before awaiting: see reserve_step
+        spec = await asyncio.to_thread(self._spec, task_id)
+        return await children.trigger_and_wait(spec, payload, options, what=what, step=step)
+
+    async def atrigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
+        """Async twin of `trigger`."""
+        return await run_with_reserved_step(lambda: self.trigger(task_id, payload, **options))
+
+
+tasks = Tasks()

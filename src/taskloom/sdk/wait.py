@@ -19,15 +19,15 @@ from typing import Any
 
 import orjson
 
+from ..clock import now_ms
 from ..durations import parse_duration, parse_instant
 from ..errors import InvalidOptionError, WaitpointTimeoutError
 from ..ids import new_id
+from ..runtime.attempt import WaitInfo, attempt_runtime, current_attempt, run_with_reserved_step
 from ..store.records import NewWaitpoint
 from ..types import ms_to_datetime
-from .attempt_runtime import WaitInfo, attempt_runtime, current_attempt, run_with_reserved_step
 from .client import current_engine
 from .results import Token, WaitTokenResult
-from .runtime import now_ms
 
 IN_PROCESS_LIMIT_SECONDS = 5.0
 MAX_TOKEN_TAGS = 10

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .. import metadata_ops
+from ..engine import metadata as metadata_ops
 from ..errors import StoreBusyError
 from . import sqlite_rows as row_ops
 from . import sqlite_sql as sql

@@ -24,9 +24,9 @@ import orjson
 from ..config import Config
 from ..engine import outcomes
 from ..store.records import AttemptOutcome, ClaimedRun, NewEvent, RecordedWait
-from .executors import ExecutorProcess, describe_exit
 from .ipc import read_frame
 from .pools import ExecutorPools
+from .process import ExecutorProcess, describe_exit
 
 log = logging.getLogger("taskloom.internal.worker")
 

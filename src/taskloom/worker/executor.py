@@ -17,16 +17,16 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..clock import now_ms
 from ..config import get_config
-from ..sdk import registry
-from ..sdk.capture import install_capture
-from ..sdk.context import CancelSignal
+from ..runtime import registry
+from ..runtime.capture import install_capture
+from ..runtime.context import CancelSignal
+from ..runtime.failures import error_dict
+from ..runtime.queues import declared_queues
+from ..runtime.runner import AttemptRunner, AttemptSink, AttemptState
 from ..sdk.metadata import flush_runtime, has_pending
-from ..sdk.queues import declared_queues
-from ..sdk.runtime import now_ms
-from .attempt import AttemptRunner, AttemptSink, AttemptState
 from .discovery import TaskImportError, import_tasks
-from .errors import error_dict
 from .ipc import FrameWriter, read_frame
 
 EVENT_FLUSH_SECONDS = 0.2

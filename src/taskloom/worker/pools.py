@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..machines import MACHINE_PRESETS, MachinePreset
-from .executors import ExecutorFailure, ExecutorProcess, spawn_executor
+from .process import ExecutorFailure, ExecutorProcess, spawn_executor
 
 log = logging.getLogger("taskloom.internal.worker")
 

@@ -49,8 +49,8 @@ from ..store.records import (
     WorkerTick,
 )
 from .dispatcher import Dispatcher, InFlight
-from .executors import ExecutorFailure, ExecutorProcess
 from .pools import ExecutorPools
+from .process import ExecutorFailure, ExecutorProcess
 
 log = logging.getLogger("taskloom.internal.worker")
 T = TypeVar("T")

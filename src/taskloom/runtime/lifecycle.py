@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from ..clock import now_ms
 from ..config import Config
 from ..engine.outcomes import oom_retry_machine
 from ..errors import (
@@ -41,15 +42,14 @@ from ..errors import (
     TaskRunCancelledError,
 )
 from ..retry import Retry, next_attempt_at
-from ..sdk.context import CancelSignal, Context
-from ..sdk.hook_args import BoundHook
-from ..sdk.hooks import current_run_hooks, global_snapshot
-from ..sdk.locals import attempt_locals
-from ..sdk.runtime import now_ms
-from ..sdk.task import Task
 from ..types import RunStatus
-from .attempt_control import ComputeBudget, RunPromise, swallow_cancellation
+from .context import CancelSignal, Context
+from .controls import ComputeBudget, RunPromise, swallow_cancellation
 from .decisions import Decision, failed_outcome, interpret_answer
+from .definition import TaskDefinition
+from .hook_args import BoundHook
+from .hooks import current_run_hooks, global_snapshot
+from .locals import attempt_locals
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class Lifecycle:
 
     def __init__(
         self,
-        task: Task[Any, Any],
+        task: TaskDefinition[Any, Any],
         start: Mapping[str, Any],
         ctx: Context,
         config: Config,

@@ -15,11 +15,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clock import now_ms
 from ..config import Config
 from ..machines import resolve_machine
-from ..sdk.attempt_runtime import AttemptRuntime, current_attempt
-from ..sdk.capture import flush_partial
-from ..sdk.context import (
+from ..store.records import RecordedWait
+from ..types import RunStatus, ms_to_datetime
+from .attempt import AttemptRuntime, current_attempt
+from .capture import flush_partial
+from .context import (
     AttemptInfo,
     CancelSignal,
     Context,
@@ -30,12 +33,10 @@ from ..sdk.context import (
     TaskInfo,
     current_context,
 )
-from ..sdk.runtime import current_sink, now_ms
-from ..sdk.task import Task
-from ..store.records import RecordedWait
-from ..types import RunStatus, ms_to_datetime
-from .errors import error_dict
+from .definition import TaskDefinition
+from .failures import error_dict
 from .lifecycle import Lifecycle
+from .sink import current_sink
 
 
 def recorded_waits(raw: Any) -> dict[int, RecordedWait]:
@@ -72,7 +73,7 @@ class AttemptState:
 
     run_id: str
     attempt: int
-    task: Task[Any, Any] | None
+    task: TaskDefinition[Any, Any] | None
     signal: CancelSignal
     sink: AttemptSink
     started_at: int
@@ -87,7 +88,9 @@ def _machine_info(name: str) -> MachineInfo:
     return MachineInfo(name=preset.name, cpu=preset.cpu, memory=preset.memory_gb)
 
 
-def build_context(start: dict[str, Any], task: Task[Any, Any], signal: CancelSignal) -> Context:
+def build_context(
+    start: dict[str, Any], task: TaskDefinition[Any, Any], signal: CancelSignal
+) -> Context:
     """The Context of an attempt, from the supervisor's start message."""
     attempt = AttemptInfo(number=start["attempt"], started_at=ms_to_datetime(now_ms()))
     created = ms_to_datetime(start["created_at"])
@@ -123,7 +126,7 @@ class AttemptRunner:
 
     def __init__(
         self,
-        task: Task[Any, Any],
+        task: TaskDefinition[Any, Any],
         start: dict[str, Any],
         state: AttemptState,
         config: Config,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .errors import InvalidOptionError
+from ..errors import InvalidOptionError
 
 METADATA_LIMIT_BYTES = 256 * 1024
 KINDS = frozenset({"set", "delete", "append", "remove", "increment", "replace"})

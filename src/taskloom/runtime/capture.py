@@ -57,8 +57,9 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any, BinaryIO, Literal, TextIO
 
+from ..clock import now_ms
 from .logger import STDLIB_LOGGER_NAME, LogLevel, current_span_id
-from .runtime import EventSink, current_sink, json_safe, now_ms
+from .sink import EventSink, current_sink, json_safe
 
 __all__ = [
     "CaptureStream",

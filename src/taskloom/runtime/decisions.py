@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import InvalidOptionError
 from ..retry import MAX_ATTEMPTS_CEILING, Retry, retry_delay_ms
 from ..types import RunStatus
-from .errors import error_dict
+from .failures import error_dict
 
 CATCH_ERROR_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry", "error"})
 

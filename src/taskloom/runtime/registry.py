@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TaskloomError
 
 if TYPE_CHECKING:
-    from .task import Task
+    from .definition import TaskDefinition
 
 _lock = threading.Lock()
-_tasks: dict[str, Task[Any, Any]] = {}
+_tasks: dict[str, TaskDefinition[Any, Any]] = {}
 
 
-def register(task: Task[Any, Any]) -> None:
+def register(task: TaskDefinition[Any, Any]) -> None:
     """Add a task; a second definition of the same id is an error naming both places."""
     with _lock:
         existing = _tasks.get(task.id)
@@ -26,12 +26,12 @@ def register(task: Task[Any, Any]) -> None:
         _tasks[task.id] = task
 
 
-def get(task_id: str) -> Task[Any, Any] | None:
+def get(task_id: str) -> TaskDefinition[Any, Any] | None:
     """The task defined in this process with this id, if any."""
     return _tasks.get(task_id)
 
 
-def all_tasks() -> list[Task[Any, Any]]:
+def all_tasks() -> list[TaskDefinition[Any, Any]]:
     """Every task defined in this process, by id."""
     with _lock:
         return [_tasks[key] for key in sorted(_tasks)]

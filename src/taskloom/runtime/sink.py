@@ -22,7 +22,6 @@ or `asyncio.to_thread(fn)` (plain `loop.run_in_executor` does not copy it).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,7 +33,6 @@ __all__ = [
     "current_sink",
     "emit_event",
     "json_safe",
-    "now_ms",
     "use_sink",
 ]
 
@@ -99,11 +97,6 @@ class CollectingSink:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         """The data of every event of this kind, in order."""
         return [data for event_kind, data in self.events if event_kind == kind]
-
-
-def now_ms() -> int:
-    """Wall-clock time in whole milliseconds since the epoch, as events store it."""
-    return time.time_ns() // 1_000_000
 
 
 _MAX_DEPTH = 32

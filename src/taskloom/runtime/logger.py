@@ -24,7 +24,8 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from .runtime import EventSink, current_sink, json_safe, now_ms
+from ..clock import now_ms
+from .sink import EventSink, current_sink, json_safe
 
 __all__ = ["LogLevel", "Logger", "Span", "current_span_id", "logger"]
 
