@@ -1,7 +1,7 @@
 """Delay, TTL, priority and reschedule, with an injected clock.
 
 The engine runs over a real SQLite file with a FakeClock; the test moves time and calls
-the services' `run_once(now)` (what a worker's maintenance loop does) and claims through
+the services' `run_once()` (what a worker's maintenance loop does) and claims through
 `worker_tick` (what a worker's tick does). One test at the end checks TTL expiry with a
 real worker.
 """
@@ -73,16 +73,16 @@ def test_a_delayed_run_enters_its_queue_when_its_delay_ends(
     run = engine.retrieve(run_id)
     assert run.status is RunStatus.DELAYED
     assert run.delay_until == datetime.fromtimestamp((T0 + due_ms) / 1000, tz=UTC)
-    promoter = DelayedPromoter(engine.store)
+    promoter = DelayedPromoter(engine)
     worker = FakeWorker(engine)
 
     clock.advance(ms=due_ms - 1)
-    assert promoter.run_once(clock.now_ms()) == 0
+    assert promoter.run_once() == 0
     assert worker.claim(10) == []  # a DELAYED run is never claimed
     assert status(engine, run_id) is RunStatus.DELAYED
 
     clock.advance(ms=1)
-    assert promoter.run_once(clock.now_ms()) == 1
+    assert promoter.run_once() == 1
     assert status(engine, run_id) is RunStatus.QUEUED
     assert [run.id for run in worker.claim(10)] == [run_id]
 
@@ -100,9 +100,9 @@ def test_reschedule_moves_a_delayed_run_and_only_a_delayed_one(
     moved = engine.reschedule(run_id, "2h")
     assert moved.status is RunStatus.DELAYED
     assert moved.delay_until == datetime.fromtimestamp((T0 + 120 * MINUTE) / 1000, tz=UTC)
-    promoter = DelayedPromoter(engine.store)
+    promoter = DelayedPromoter(engine)
     clock.advance(3600)
-    assert promoter.run_once(clock.now_ms()) == 0  # the old time passed: still delayed
+    assert promoter.run_once() == 0  # the old time passed: still delayed
 
     target = datetime.fromtimestamp((T0 + 65 * MINUTE) / 1000, tz=UTC)
     assert engine.reschedule(run_id, target).delay_until == target  # a datetime works too
@@ -111,7 +111,7 @@ def test_reschedule_moves_a_delayed_run_and_only_a_delayed_one(
     assert engine.retrieve(run_id).delay_until == target  # a bad delay changed nothing
 
     clock.advance(5 * 60)
-    assert promoter.run_once(clock.now_ms()) == 1
+    assert promoter.run_once() == 1
     with pytest.raises(InvalidOptionError, match=r"is QUEUED; only DELAYED runs can be resch"):
         engine.reschedule(run_id, "1h")
     assert status(engine, run_id) is RunStatus.QUEUED
@@ -130,14 +130,14 @@ def test_ttl_counts_from_the_trigger_for_a_run_queued_at_once(
 ) -> None:
     run_id = trigger(engine, JOB, ttl="10m")
     assert expires_at(engine, run_id) == T0 + 10 * MINUTE
-    expirer = TtlExpirer(engine.store)
+    expirer = TtlExpirer(engine)
     worker = FakeWorker(engine)
 
     clock.advance(ms=10 * MINUTE - 1)
-    assert expirer.run_once(clock.now_ms()) == []
+    assert expirer.run_once() == []
     clock.advance(ms=1)
     assert worker.claim(10) == []  # past its TTL: never claimed, even before the expirer ran
-    assert expirer.run_once(clock.now_ms()) == [run_id]
+    assert expirer.run_once() == [run_id]
     run = engine.retrieve(run_id)
     assert (run.status, run.attempt_count, run.started_at) == (RunStatus.EXPIRED, 0, None)
     assert run.finished_at == datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
@@ -148,19 +148,19 @@ def test_ttl_counts_from_when_a_delayed_run_enters_its_queue(
 ) -> None:
     run_id = trigger(engine, JOB, delay="1h", ttl="10m")
     assert expires_at(engine, run_id) is None  # not counting while delayed
-    promoter, expirer = DelayedPromoter(engine.store), TtlExpirer(engine.store)
+    promoter, expirer = DelayedPromoter(engine), TtlExpirer(engine)
 
     clock.advance(3600 + 120)  # the promoter runs 2 minutes late: the TTL starts then
-    assert expirer.run_once(clock.now_ms()) == []
-    assert promoter.run_once(clock.now_ms()) == 1
+    assert expirer.run_once() == []
+    assert promoter.run_once() == 1
     entered = clock.now_ms()
     assert expires_at(engine, run_id) == entered + 10 * MINUTE
 
     clock.advance(ms=10 * MINUTE - 1)
-    assert expirer.run_once(clock.now_ms()) == []
+    assert expirer.run_once() == []
     assert status(engine, run_id) is RunStatus.QUEUED
     clock.advance(ms=1)
-    assert expirer.run_once(clock.now_ms()) == [run_id]
+    assert expirer.run_once() == [run_id]
     assert status(engine, run_id) is RunStatus.EXPIRED
 
 
@@ -168,7 +168,7 @@ def test_a_claimed_run_no_longer_expires(engine: Engine, clock: FakeClock) -> No
     run_id = trigger(engine, JOB, ttl="1m")
     [claimed] = FakeWorker(engine).claim(1)
     clock.advance(3600)
-    assert TtlExpirer(engine.store).run_once(clock.now_ms()) == []
+    assert TtlExpirer(engine).run_once() == []
     assert claimed.id == run_id and status(engine, run_id) is RunStatus.EXECUTING
 
 
@@ -178,7 +178,7 @@ def test_an_expired_run_clears_its_idempotency_key(engine: Engine, clock: FakeCl
     assert (again.run_id, again.created) == (first.run_id, False)
 
     clock.advance(61)
-    TtlExpirer(engine.store).run_once(clock.now_ms())
+    TtlExpirer(engine).run_once()
     expired = engine.retrieve(first.run_id)
     assert (expired.status, expired.idempotency_key) == (RunStatus.EXPIRED, None)
     fresh = engine.trigger(JOB, None, {"idempotency_key": "nightly"})

@@ -29,6 +29,7 @@ from storekit import (
     with_changes,
 )
 
+from taskloom.engine.metadata import merged
 from taskloom.ids import new_id
 from taskloom.store.base import Store
 from taskloom.store.records import (
@@ -1175,6 +1176,7 @@ def test_children_change_the_metadata_of_their_waiting_parent(workers: Store) ->
             (parent.id, [["increment", "done", 1], ["append", "log", "child ran"]]),
             ("run_MISSING", [["set", "x", 1]]),
         ],
+        merge=merged,
     )
     too_big = workers.run_metadata_apply(
         child.id,
@@ -1183,6 +1185,7 @@ def test_children_change_the_metadata_of_their_waiting_parent(workers: Store) ->
             (parent.id, [["set", "blob", "x" * 300_000]]),
             (child.id, [["delete", "x", None]]),
         ],
+        merge=merged,
     )
 
     assert (refused, too_big) == ([], [parent.id])

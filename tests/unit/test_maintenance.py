@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from taskloom.clock import FakeClock
 from taskloom.config import Config
+from taskloom.engine.engine import Engine
 from taskloom.engine.spec import TaskSpec
 from taskloom.engine.triggering import build_new_run
 from taskloom.retry import Retry
@@ -34,6 +36,20 @@ SPEC = TaskSpec(
     retry=Retry(max_attempts=3, min_timeout_ms=1_000, factor=2, randomize=True),
     machine="small-1x",
 )
+
+
+CLOCK = FakeClock(T0)
+
+
+def engine_on(store: SqliteStore) -> Engine:
+    """An engine on the test's store whose clock the test sets (see `at`)."""
+    return Engine(store, CONFIG, clock=CLOCK)
+
+
+def at(now: int, service: Any) -> Any:
+    """Run a service's `run_once` with the engine's clock at `now`."""
+    CLOCK.set(now)
+    return service.run_once()
 
 
 @pytest.fixture
@@ -74,14 +90,14 @@ def claim_and_start(store: SqliteStore, worker_id: str, now: int) -> ClaimedRun:
 def test_the_promoter_queues_delayed_runs_whose_time_has_come(store: SqliteStore) -> None:
     soon = trigger(store, delay="10s")
     later = trigger(store, delay="1h")
-    promoter = DelayedPromoter(store)
+    promoter = DelayedPromoter(engine_on(store))
 
-    assert promoter.run_once(T0 + 9_999) == 0
-    assert promoter.run_once(T0 + 10_000) == 1
+    assert at(T0 + 9_999, promoter) == 0
+    assert at(T0 + 10_000, promoter) == 1
     assert get(store, soon).status == "QUEUED"
     assert get(store, later).status == "DELAYED"
-    assert promoter.run_once(T0 + 10_000) == 0
-    assert promoter.run_once(T0 + 3_600_000) == 1
+    assert at(T0 + 10_000, promoter) == 0
+    assert at(T0 + 3_600_000, promoter) == 1
     assert promoter.promoted_total == 2
 
 
@@ -90,17 +106,17 @@ def test_the_promoter_keeps_going_past_one_batch(
 ) -> None:
     monkeypatch.setattr(maintenance, "BATCH", 2)
     ids = [trigger(store, delay=f"{i}s") for i in range(1, 6)]
-    assert DelayedPromoter(store).run_once(T0 + 60_000) == 5
+    assert at(T0 + 60_000, DelayedPromoter(engine_on(store))) == 5
     assert {get(store, run_id).status for run_id in ids} == {"QUEUED"}
 
 
 def test_a_promoted_run_starts_its_ttl_then(store: SqliteStore) -> None:
     run_id = trigger(store, delay="10s", ttl="5s")
-    DelayedPromoter(store).run_once(T0 + 12_000)
+    at(T0 + 12_000, DelayedPromoter(engine_on(store)))
     assert get(store, run_id).expires_at == T0 + 12_000 + 5_000
-    expirer = TtlExpirer(store)
-    assert expirer.run_once(T0 + 16_999) == []
-    assert expirer.run_once(T0 + 17_000) == [run_id]
+    expirer = TtlExpirer(engine_on(store))
+    assert at(T0 + 16_999, expirer) == []
+    assert at(T0 + 17_000, expirer) == [run_id]
 
 
 # -- TtlExpirer ------------------------------------------------------------------------------
@@ -111,17 +127,17 @@ def test_the_expirer_ends_queued_runs_past_their_ttl(store: SqliteStore) -> None
     long = trigger(store, ttl="1m")
     forever = trigger(store)
     delayed = trigger(store, delay="1s", ttl="1s")
-    expirer = TtlExpirer(store)
+    expirer = TtlExpirer(engine_on(store))
 
-    assert expirer.run_once(T0 + 4_999) == []
-    assert expirer.run_once(T0 + 5_000) == [short]
+    assert at(T0 + 4_999, expirer) == []
+    assert at(T0 + 5_000, expirer) == [short]
     record = get(store, short)
     assert (record.status, record.finished_at, record.idempotency_key) == (
         "EXPIRED",
         T0 + 5_000,
         None,
     )
-    assert expirer.run_once(T0 + 60_000) == [long]
+    assert at(T0 + 60_000, expirer) == [long]
     assert get(store, forever).status == "QUEUED"
     assert get(store, delayed).status == "DELAYED"  # not in its queue yet: its TTL has not begun
     assert expirer.expired_total == 2
@@ -132,14 +148,14 @@ def test_the_expirer_keeps_going_past_one_batch(
 ) -> None:
     monkeypatch.setattr(maintenance, "BATCH", 2)
     ids = {trigger(store, ttl=1) for _ in range(5)}
-    assert set(TtlExpirer(store).run_once(T0 + 1_000)) == ids
+    assert set(at(T0 + 1_000, TtlExpirer(engine_on(store)))) == ids
 
 
 def test_a_claimed_run_does_not_expire(store: SqliteStore) -> None:
     run_id = trigger(store, ttl="5s")
     register(store, "w1")
     claim_and_start(store, "w1", T0 + 1_000)
-    assert TtlExpirer(store).run_once(T0 + 60_000) == []
+    assert at(T0 + 60_000, TtlExpirer(engine_on(store))) == []
     assert get(store, run_id).status == "EXECUTING"
 
 
@@ -153,14 +169,14 @@ def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeu
     register(store, "w1")
     register(store, "w2")
     claimed = claim_and_start(store, "w1", T0 + 100)
-    rescuer = LeaseRescuer(store, LEASE_MS)
+    rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
     # w2 keeps heartbeating; w1 went quiet at T0 + 100.
     assert store.worker_heartbeat("w2", T0 + LEASE_MS)
-    assert rescuer.run_once(T0 + 100 + LEASE_MS) == []  # the lease has not lapsed yet
+    assert at(T0 + 100 + LEASE_MS, rescuer) == []  # the lease has not lapsed yet
 
     now = T0 + 101 + LEASE_MS
     assert store.worker_heartbeat("w2", now)
-    assert rescuer.run_once(now) == [run_id]
+    assert at(now, rescuer) == [run_id]
 
     record = get(store, run_id)
     assert (record.status, record.worker_id, record.attempt) == ("QUEUED", None, 1)
@@ -180,7 +196,7 @@ def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeu
     assert not store.worker_heartbeat("w1", now + 1)
     assert store.worker_heartbeat("w2", now + 1)
     # Nothing left to rescue, and the stale worker's late report is refused.
-    assert rescuer.run_once(now + 1) == []
+    assert at(now + 1, rescuer) == []
     late = AttemptOutcome(run_id, 1, "w1", "COMPLETED", "COMPLETED", now + 2, output=b"1")
     assert store.worker_tick(WorkerTick("w1", now + 2, outcomes=[late])).rejected == [run_id]
     # Another worker picks the run up as attempt 2.
@@ -191,16 +207,16 @@ def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeu
 def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: SqliteStore) -> None:
     run_id = trigger(store, max_attempts=2, idempotency_key="k")
     register(store, "w1")
-    rescuer = LeaseRescuer(store, LEASE_MS)
+    rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
 
     claim_and_start(store, "w1", T0)
     first = T0 + LEASE_MS + 1
-    assert rescuer.run_once(first) == [run_id]
+    assert at(first, rescuer) == [run_id]
     register(store, "w2", now=first)
     available = get(store, run_id).available_at
     claim_and_start(store, "w2", available)
     second = available + LEASE_MS + 1
-    assert rescuer.run_once(second) == [run_id]
+    assert at(second, rescuer) == [run_id]
 
     record = get(store, run_id)
     assert (record.status, record.finished_at, record.attempt) == ("CRASHED", second, 2)
@@ -211,7 +227,7 @@ def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: SqliteStore) ->
         (1, "CRASHED"),
         (2, "CRASHED"),
     ]
-    assert rescuer.run_once(second + LEASE_MS * 10) == []
+    assert at(second + LEASE_MS * 10, rescuer) == []
     register(store, "w3", now=second)
     assert store.worker_tick(WorkerTick("w3", second + 1, claim_limit=5)).claimed == []
 
@@ -220,10 +236,10 @@ def test_a_heartbeating_worker_is_never_rescued(store: SqliteStore) -> None:
     run_id = trigger(store)
     register(store, "w1")
     claim_and_start(store, "w1", T0)
-    rescuer = LeaseRescuer(store, LEASE_MS)
+    rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
     for step in range(1, 10):
         now = T0 + step * 20_000
         store.worker_tick(WorkerTick("w1", now))  # the tick is the heartbeat
-        assert rescuer.run_once(now) == []
+        assert at(now, rescuer) == []
     assert get(store, run_id).status == "EXECUTING"
     assert rescuer.rescued_total == 0

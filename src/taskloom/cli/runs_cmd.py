@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
+from ..engine.records import EventRecord
 from ..sdk.runs import MAX_LIST_LIMIT, runs
-from ..store.records import EventRecord
 from ..types import Run, RunStatus, ms_to_datetime
 from . import common, ui
 from .trigger_cmd import add_wait_options, duration, positive_int, wait_and_report
@@ -106,7 +106,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _log_events(run_id: str) -> list[EventRecord]:
-    return [event for event in common.engine().store.event_list(run_id) if event.kind == "log"]
+    return [event for event in common.engine().run_events(run_id) if event.kind == "log"]
 
 
 def _event_to_dict(event: EventRecord) -> dict[str, Any]:

@@ -46,10 +46,9 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 def migrate_and_report() -> None:
     """Apply pending migrations and say what happened, with the schema version."""
     engine = current_engine()
-    applied = engine.store.migrate()
-    engine.ensure_schema()
+    applied = engine.migrate()
     database = common.describe_database(engine.config)
-    version = engine.store.schema_version()
+    version = engine.schema_version()
     if applied:
         for name in applied:
             common.out(f"Applied migration {name}")

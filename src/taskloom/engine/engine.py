@@ -11,12 +11,15 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
 from ..errors import InvalidOptionError, RunNotFoundError, UnknownTaskError
 from ..ids import new_id
 from ..store.base import Store
 from ..store.records import (
+    EventRecord,
     InsertResult,
     NewWaitpoint,
     RecordedWait,
@@ -25,11 +28,14 @@ from ..store.records import (
     WaitRef,
 )
 from ..types import Attempt, QueueDetails, Run, RunStatus
+from . import metadata
 from .decode import decode_attempt, decode_queue, decode_run
+from .maintenance import Maintenance
 from .spec import TaskSpec
 from .states import check_transition
 from .triggering import NO_LINKS, RunLinks, build_new_run, delay_target, serialise_payload
 from .wake import DELAYED, RUNS_READY, SIGNAL, WakeNotifier, wake_directory
+from .workers import Workers
 
 SpecLookup = Callable[[str], TaskSpec | None]
 MAX_BATCH_ITEMS = 1000
@@ -55,11 +61,23 @@ class Engine:
         self._known_queues: set[str] = set()
         self.notifier = WakeNotifier(wake_directory(store.url))
         self._migrated = False
+        self.workers = Workers(self)
+        self.maintenance = Maintenance(self)
 
     def close(self) -> None:
         """Close the store connection and the wake-up socket."""
         self.store.close()
         self.notifier.close()
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations now; return the names applied."""
+        applied = self.store.migrate()
+        self._migrated = True
+        return applied
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the database (0 when empty)."""
+        return self.store.schema_version()
 
     def ensure_schema(self) -> None:
         """Apply migrations once per process (cheap when already applied)."""
@@ -294,6 +312,22 @@ class Engine:
         """Runs matching filters, newest first."""
         self.ensure_schema()
         return [decode_run(r) for r in self.store.run_list(filters)]
+
+    def run_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """A run's events (logs, spans, hook calls, ...) in order, after an event id."""
+        self.ensure_schema()
+        return self.store.event_list(run_id, after_id, limit)
+
+    def run_metadata_update(
+        self, run_id: str, *, tags: list[str] | None, changes: list[tuple[str, list[list[Any]]]]
+    ) -> list[str]:
+        """Set a run's tags (when given) and apply metadata operations to runs (the run,
+        its parent, its root). Returns the runs whose change was refused: it would take
+        their metadata over the size limit."""
+        tags_json = None if tags is None else orjson.dumps(tags)
+        return self.store.run_metadata_apply(
+            run_id, tags=tags_json, changes=changes, merge=metadata.merged
+        )
 
     def attempts(self, run_id: str) -> list[Attempt]:
         """The attempts of a run."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
+
 from ..errors import InvalidOptionError
 
 METADATA_LIMIT_BYTES = 256 * 1024
@@ -71,3 +73,10 @@ def apply_all(metadata: dict[str, Any], operations: list[Operation]) -> dict[str
     for operation in operations:
         metadata = apply(metadata, operation)
     return metadata
+
+
+def merged(current: bytes | None, operations: list[Operation]) -> bytes | None:
+    """Stored metadata (JSON bytes) after `operations`, or None when the result would be
+    over `METADATA_LIMIT_BYTES` (the change is refused)."""
+    updated = orjson.dumps(apply_all(orjson.loads(current) if current else {}, operations))
+    return None if len(updated) > METADATA_LIMIT_BYTES else updated

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..engine.records import RecordedWait, WaitRef
 from ..errors import AbortTaskRunError, TaskloomError
-from ..store.records import RecordedWait, WaitRef
 from .context import Context
 
 

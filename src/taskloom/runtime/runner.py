@@ -17,8 +17,8 @@ from typing import Any
 
 from ..clock import now_ms
 from ..config import Config
+from ..engine.records import RecordedWait
 from ..machines import resolve_machine
-from ..store.records import RecordedWait
 from ..types import RunStatus, ms_to_datetime
 from .attempt import AttemptRuntime, current_attempt
 from .capture import flush_partial

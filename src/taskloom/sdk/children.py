@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
+from ..engine.records import WaitRef
 from ..engine.spec import TaskSpec
 from ..engine.triggering import RunLinks
 from ..errors import InvalidOptionError
 from ..runtime.attempt import AttemptRuntime, WaitInfo, attempt_runtime, current_attempt
-from ..store.records import WaitRef
 from .client import current_engine
 from .handles import RunHandle
 from .idempotency_keys import scoped_options

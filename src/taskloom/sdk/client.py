@@ -11,10 +11,10 @@ from ..config import Config, get_config
 from ..config import configure as _configure_config
 from ..config import reset_config as _reset_config
 from ..engine.engine import Engine
+from ..engine.factory import open_engine
 from ..engine.spec import TaskSpec
 from ..runtime import registry
 from ..runtime.queues import is_declared
-from ..store import open_store
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -27,13 +27,7 @@ def _local_spec(task_id: str) -> TaskSpec | None:
 
 def engine_for(config: Config) -> Engine:
     """A new engine (and store connection) for a configuration."""
-    store = open_store(
-        config.database_url,
-        root=config.project_root,
-        synchronous=config.sqlite_synchronous,
-        busy_timeout_ms=config.busy_timeout_ms,
-    )
-    return Engine(store, config, local_specs=_local_spec, local_queues=is_declared)
+    return open_engine(config, local_specs=_local_spec, local_queues=is_declared)
 
 
 def current_engine() -> Engine:

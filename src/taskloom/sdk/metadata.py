@@ -18,6 +18,7 @@ import orjson
 from ..engine import metadata as metadata_ops
 from ..errors import InvalidOptionError, PayloadError
 from ..runtime.attempt import AttemptRuntime, current_attempt
+from ..runtime.metadata import flush
 from .client import current_engine
 
 MAX_TAGS = 10
@@ -117,7 +118,7 @@ class MetadataScope:
         """Write pending metadata changes (and tags) to the store now."""
         runtime = current_attempt.get()
         if runtime is not None:
-            refused = await asyncio.to_thread(flush_runtime, runtime)
+            refused = await asyncio.to_thread(flush, runtime, current_engine())
             if refused:
                 raise PayloadError(
                     f"metadata changes to run(s) {', '.join(refused)} were not applied: they "
@@ -139,32 +140,6 @@ class Metadata(MetadataScope):
         super().__init__("self")
         self.parent = MetadataScope("parent")
         self.root = MetadataScope("root")
-
-
-def has_pending(runtime: AttemptRuntime) -> bool:
-    """True when the attempt has metadata or tag changes not written yet."""
-    return bool(runtime.self_ops or runtime.parent_ops or runtime.root_ops or runtime.tags_dirty)
-
-
-def flush_runtime(runtime: AttemptRuntime) -> list[str]:
-    """Write an attempt's pending metadata operations (its own, its parent's and root's)
-    and tags to the store (blocking). Operations apply to the stored metadata, so changes
-    that children make to a parent are not lost."""
-    if not has_pending(runtime):
-        return []
-    tags = orjson.dumps(runtime.tags) if runtime.tags_dirty else None
-    runtime.tags_dirty = False
-    run = runtime.ctx.run
-    changes: list[tuple[str, list[list[Any]]]] = []
-    for target, ops in (
-        (run.id, runtime.self_ops),
-        (run.parent_run_id, runtime.parent_ops),
-        (run.root_run_id or run.id, runtime.root_ops),
-    ):
-        if target is not None and ops:
-            changes.append((target, list(ops)))
-    runtime.self_ops, runtime.parent_ops, runtime.root_ops = [], [], []
-    return current_engine().store.run_metadata_apply(runtime.run_id, tags=tags, changes=changes)
 
 
 class Tags:

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..durations import parse_duration
+from ..engine.records import RunFilter
 from ..errors import InvalidOptionError
-from ..store.records import RunFilter
 from ..types import Run, RunStatus
 from .client import current_engine
 from .handles import RunHandle

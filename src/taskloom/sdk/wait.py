@@ -21,10 +21,10 @@ import orjson
 
 from ..clock import now_ms
 from ..durations import parse_duration, parse_instant
+from ..engine.records import NewWaitpoint
 from ..errors import InvalidOptionError, WaitpointTimeoutError
 from ..ids import new_id
 from ..runtime.attempt import WaitInfo, attempt_runtime, current_attempt, run_with_reserved_step
-from ..store.records import NewWaitpoint
 from ..types import ms_to_datetime
 from .client import current_engine
 from .results import Token, WaitTokenResult

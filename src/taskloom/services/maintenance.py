@@ -1,17 +1,14 @@
 """The background services that move runs without a worker's help: delayed-run promotion,
-TTL expiry and lease rescue. Each has `run_once(now) -> next due time | None`; the worker
-runs them on its leader (see `leader.py`), and tests call `run_once` directly.
+TTL expiry, lease rescue and waitpoint timers. Each has `run_once()`, which drains its
+due work through the engine; the worker runs them on its leader, and tests call
+`run_once` directly with the engine's clock set where they need it.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from ..engine import outcomes
-from ..store.base import Store
-
-log = logging.getLogger("taskloom.internal.services")
+from ..engine.engine import Engine
 
 BATCH = 1000
 
@@ -20,14 +17,14 @@ BATCH = 1000
 class DelayedPromoter:
     """DELAYED runs whose time has come enter their queues."""
 
-    store: Store
+    engine: Engine
     promoted_total: int = 0
 
-    def run_once(self, now: int) -> int:
+    def run_once(self) -> int:
         """Promote due runs; return how many."""
         promoted = 0
         while True:
-            count = self.store.runs_promote_delayed(now, BATCH)
+            count = self.engine.maintenance.promote_delayed(BATCH)
             promoted += count
             if count < BATCH:
                 break
@@ -39,14 +36,14 @@ class DelayedPromoter:
 class TtlExpirer:
     """Unstarted runs past their TTL become EXPIRED and never execute."""
 
-    store: Store
+    engine: Engine
     expired_total: int = 0
 
-    def run_once(self, now: int) -> list[str]:
+    def run_once(self) -> list[str]:
         """Expire due runs; return their ids."""
         expired: list[str] = []
         while True:
-            batch = self.store.runs_expire(now, BATCH)
+            batch = self.engine.maintenance.expire(BATCH)
             expired.extend(batch)
             if len(batch) < BATCH:
                 break
@@ -62,36 +59,13 @@ class LeaseRescuer:
     policy, or ends CRASHED when none remain.
     """
 
-    store: Store
+    engine: Engine
     lease_ms: int
     rescued_total: int = 0
 
-    def run_once(self, now: int) -> list[str]:
+    def run_once(self) -> list[str]:
         """Rescue lapsed attempts; return the run ids whose outcome was applied."""
-        dead = self.store.workers_reap(now, self.lease_ms)
-        if dead:
-            log.warning("workers without a heartbeat for %d ms: %s", self.lease_ms, dead)
-        lapsed = self.store.attempts_lapsed(now, self.lease_ms, BATCH)
-        if not lapsed:
-            return []
-        decided = [
-            outcomes.crash(
-                item.run_id,
-                item.attempt,
-                item.worker_id,
-                max_attempts=item.max_attempts,
-                retry=item.retry,
-                reason=(
-                    f"worker {item.worker_id} stopped heartbeating for over "
-                    f"{self.lease_ms} ms while running attempt {item.attempt}"
-                ),
-                code="TASK_RUN_HEARTBEAT_TIMEOUT",
-                now=now,
-                started_at=item.started_at,
-            )
-            for item in lapsed
-        ]
-        applied = self.store.attempts_finish(decided)
+        applied = self.engine.maintenance.rescue(self.lease_ms, BATCH)
         self.rescued_total += len(applied)
         return applied
 
@@ -101,14 +75,14 @@ class WaitpointCompleter:
     """Duration waits whose time came complete; tokens past their timeout time out. The
     runs waiting on them go back to their queues."""
 
-    store: Store
+    engine: Engine
     requeued_total: int = 0
 
-    def run_once(self, now: int) -> list[str]:
+    def run_once(self) -> list[str]:
         """Complete due waitpoints; return the runs put back in their queues."""
         requeued: list[str] = []
         while True:
-            batch = self.store.waitpoints_complete_due(now, BATCH)
+            batch = self.engine.maintenance.complete_due_waitpoints(BATCH)
             requeued.extend(batch)
             if len(batch) < BATCH:
                 break

@@ -9,6 +9,7 @@ Method names are `noun_verb`. Times are integers in ms since the epoch; callers 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 from .records import (
@@ -32,6 +33,9 @@ from .records import (
     WorkerInfo,
     WorkerTick,
 )
+
+MetadataMerge = Callable[[bytes | None, list[list[Any]]], bytes | None]
+"""The engine's rule for metadata: stored JSON and operations -> new JSON, or None."""
 
 
 class Store(abc.ABC):
@@ -75,11 +79,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def run_metadata_apply(
-        self, run_id: str, *, tags: bytes | None, changes: list[tuple[str, list[list[Any]]]]
+        self,
+        run_id: str,
+        *,
+        tags: bytes | None,
+        changes: list[tuple[str, list[list[Any]]]],
+        merge: MetadataMerge,
     ) -> list[str]:
         """Set a run's tags (when given) and apply metadata operations to runs (the run, its
-        parent, its root) in one transaction. A change that would take a run's metadata over
-        256 KB is not applied; the ids of such runs are returned."""
+        parent, its root) in one transaction: `merge(stored, operations)` gives each run's
+        new metadata, or None to refuse the change. Returns the refused runs' ids."""
 
     @abc.abstractmethod
     def idempotency_key_reset(self, task_id: str, key: str) -> bool:

@@ -17,14 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
-from ..engine import metadata as metadata_ops
 from ..errors import StoreBusyError
 from . import sqlite_rows as row_ops
 from . import sqlite_sql as sql
 from . import sqlite_waits as waits
-from .base import Store
+from .base import MetadataMerge, Store
 from .migrate import load_migrations
 from .records import (
     AttemptOutcome,
@@ -248,7 +245,12 @@ class SqliteStore(Store):
         return self._write(lambda conn: cancel_one(conn, run_id, error), "cancel")
 
     def run_metadata_apply(
-        self, run_id: str, *, tags: bytes | None, changes: list[tuple[str, list[list[Any]]]]
+        self,
+        run_id: str,
+        *,
+        tags: bytes | None,
+        changes: list[tuple[str, list[list[Any]]]],
+        merge: MetadataMerge,
     ) -> list[str]:
         def body(conn: sqlite3.Connection) -> list[str]:
             if tags is not None:
@@ -258,9 +260,8 @@ class SqliteStore(Store):
                 row = conn.execute(sql.SELECT_METADATA, (target,)).fetchone()
                 if row is None:
                     continue
-                current = orjson.loads(row[0]) if row[0] else {}
-                updated = orjson.dumps(metadata_ops.apply_all(current, operations))
-                if len(updated) > metadata_ops.METADATA_LIMIT_BYTES:
+                updated = merge(row[0], operations)
+                if updated is None:
                     refused.append(target)
                     continue
                 conn.execute(sql.SET_METADATA, (updated, target))

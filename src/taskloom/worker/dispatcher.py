@@ -23,7 +23,7 @@ import orjson
 
 from ..config import Config
 from ..engine import outcomes
-from ..store.records import AttemptOutcome, ClaimedRun, NewEvent, RecordedWait
+from ..engine.records import AttemptOutcome, ClaimedRun, NewEvent, RecordedWait
 from .ipc import read_frame
 from .pools import ExecutorPools
 from .process import ExecutorProcess, describe_exit

@@ -19,13 +19,15 @@ from typing import Any
 
 from ..clock import now_ms
 from ..config import get_config
+from ..engine.engine import Engine
+from ..engine.factory import open_engine
 from ..runtime import registry
 from ..runtime.capture import install_capture
 from ..runtime.context import CancelSignal
 from ..runtime.failures import error_dict
+from ..runtime.metadata import flush, has_pending
 from ..runtime.queues import declared_queues
 from ..runtime.runner import AttemptRunner, AttemptSink, AttemptState
-from ..sdk.metadata import flush_runtime, has_pending
 from .discovery import TaskImportError, import_tasks
 from .ipc import FrameWriter, read_frame
 
@@ -44,6 +46,14 @@ class Executor:
             max_workers=max(4, self.config.worker_concurrency), thread_name_prefix="attempt"
         )
         self.running: dict[str, AttemptState] = {}
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """This executor's engine (its own store connection), opened on first use."""
+        if self._engine is None:
+            self._engine = open_engine(self.config)
+        return self._engine
 
     async def serve(self) -> None:
         flusher = asyncio.create_task(self._flush_events_periodically())
@@ -144,7 +154,7 @@ class Executor:
         if runtime is None or not has_pending(runtime):
             return
         try:
-            refused = await asyncio.to_thread(flush_runtime, runtime)
+            refused = await asyncio.to_thread(flush, runtime, self.engine)
         except Exception as error:  # the run goes on; the failure is on its log
             problem = f"metadata not saved: {error}"
         else:

@@ -27,17 +27,7 @@ from typing import Any, TypeVar
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
 from ..engine.engine import Engine
-from ..engine.spec import TaskSpec
-from ..engine.wake import DELAYED, RUNS_READY, SIGNAL, WakeListener, wake_directory
-from ..errors import StoreBusyError
-from ..ids import new_id
-from ..services.maintenance import (
-    DelayedPromoter,
-    LeaseRescuer,
-    TtlExpirer,
-    WaitpointCompleter,
-)
-from ..store.records import (
+from ..engine.records import (
     AttemptOutcome,
     AttemptStart,
     NewEvent,
@@ -47,6 +37,16 @@ from ..store.records import (
     TaskDefinitionRecord,
     WorkerInfo,
     WorkerTick,
+)
+from ..engine.spec import TaskSpec
+from ..engine.wake import DELAYED, RUNS_READY, SIGNAL, WakeListener
+from ..errors import StoreBusyError
+from ..ids import new_id
+from ..services.maintenance import (
+    DelayedPromoter,
+    LeaseRescuer,
+    TtlExpirer,
+    WaitpointCompleter,
 )
 from .dispatcher import Dispatcher, InFlight
 from .pools import ExecutorPools
@@ -78,7 +78,7 @@ class Supervisor:
     ) -> None:
         self.engine = engine
         self.config: Config = engine.config
-        self.store = engine.store
+        self.workers = engine.workers
         self.clock = clock
         self.concurrency = concurrency or self.config.worker_concurrency
         self.executor_count = executors or self.config.executors or default_executor_count()
@@ -114,10 +114,10 @@ class Supervisor:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskloom-db")
         self._background: list[asyncio.Task[Any]] = []
         self._listener: WakeListener | None = None
-        self.promoter = DelayedPromoter(self.store)
-        self.expirer = TtlExpirer(self.store)
-        self.rescuer = LeaseRescuer(self.store, self.lease_ms)
-        self.completer = WaitpointCompleter(self.store)
+        self.promoter = DelayedPromoter(engine)
+        self.expirer = TtlExpirer(engine)
+        self.rescuer = LeaseRescuer(engine, self.lease_ms)
+        self.completer = WaitpointCompleter(engine)
         self.stats = {"ticks": 0, "claimed": 0, "outcomes": 0, "starts": 0, "db_seconds": 0.0}
 
     @property
@@ -167,12 +167,9 @@ class Supervisor:
             by_worker.setdefault(item.worker_id, []).append(item.run.id)
         released: list[str] = []
         for worker_id, ids in by_worker.items():
-            release = functools.partial(
-                self.store.runs_release, worker_id, ids, self.now(), isolate=isolate
-            )
+            release = functools.partial(self.workers.release, worker_id, ids, isolate=isolate)
             released += await self._call(release)
         if released:
-            self.engine.notifier.notify(RUNS_READY)
             self.want_claim()
         return released
 
@@ -182,17 +179,12 @@ class Supervisor:
 
     async def load_waits(self, run_id: str, attempt: int) -> list[RecordedWait]:
         """Every recorded wait of an attempt (for a replay)."""
-        return await self._call(self.store.run_waits_list, run_id, attempt)
+        return await self._call(self.workers.waits, run_id, attempt)
 
     def unpark(self, run_ids: list[str]) -> None:
         """The coroutines of these waiting runs are gone: let them continue by replay."""
-        call = functools.partial(self.store.runs_unpark, run_ids, self.worker_id)
-
-        async def unpark() -> None:
-            await self._call(call)
-            self.engine.notifier.notify(RUNS_READY)
-
-        asyncio.get_running_loop().create_task(unpark())
+        call = functools.partial(self.workers.unpark, run_ids, self.worker_id)
+        asyncio.get_running_loop().create_task(self._call(call))
 
     def want_claim(self) -> None:
         self._claim_wanted = True
@@ -211,7 +203,7 @@ class Supervisor:
     # -- lifecycle ------------------------------------------------------------------
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        await self._call(self.store.migrate)
+        await self._call(self.engine.migrate)
         failure = await self.pools.start()
         if failure is not None:
             await self.pools.stop_all()
@@ -228,7 +220,7 @@ class Supervisor:
             started_at=now,
             tasks=tuple(r.id for r in records),
         )
-        await self._call(self.store.worker_register, info, now)
+        await self._call(self.workers.register, info)
         self._listen_for_wakes()
         loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
@@ -275,11 +267,7 @@ class Supervisor:
         for text in executor.specs:
             spec = TaskSpec.from_json(text.encode())
             records.append(TaskDefinitionRecord(spec.id, text.encode(), spec.file_path, now))
-        if records:
-            await self._call(self.store.task_catalog_upsert, records)
-        queues = declared_queues(executor)
-        if queues:
-            await self._call(self.store.queues_declare, queues, now)
+        await self._call(self.workers.announce, records, declared_queues(executor))
         return records
 
     def request_stop(self) -> None:
@@ -333,8 +321,8 @@ class Supervisor:
             asyncio.get_running_loop().remove_reader(self._listener.socket.fileno())
             self._listener.close()
         with contextlib.suppress(Exception):
-            await self._call(self.store.leader_resign, MAINTENANCE_LEADER, self.worker_id)
-            await self._call(self.store.worker_stop, self.worker_id, self.now())
+            await self._call(self.workers.leader_resign, MAINTENANCE_LEADER, self.worker_id)
+            await self._call(self.workers.stop, self.worker_id)
         self._db.shutdown(wait=True)
         if os.environ.get("TASKLOOM_WORKER_STATS"):
             print(f"taskloom worker stats: {self.stats}", file=sys.stderr)
@@ -400,7 +388,7 @@ class Supervisor:
         requests_before = self._claim_requests
         try:
             began = time.perf_counter()
-            result = await self._call(self.store.worker_tick, tick)
+            result = await self._call(self.workers.tick, tick)
         except StoreBusyError as error:
             log.warning("%s; retrying", error)
             self._pending_outcomes[:0] = outcomes_
@@ -448,7 +436,7 @@ class Supervisor:
             concurrency=self.concurrency,
             started_at=now,
         )
-        await self._call(self.store.worker_register, info, now)
+        await self._call(self.workers.register, info)
 
     # -- timers ---------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -458,7 +446,7 @@ class Supervisor:
             if time.monotonic() - self._last_write < interval:
                 continue
             try:
-                alive = await self._call(self.store.worker_heartbeat, self.worker_id, self.now())
+                alive = await self._call(self.workers.heartbeat, self.worker_id)
             except StoreBusyError as error:
                 log.warning("heartbeat failed: %s", error)
                 continue
@@ -489,24 +477,21 @@ class Supervisor:
     def _maintain_once(self) -> float:
         """On the DB thread: if this worker leads, promote, expire and rescue. Returns the
         seconds until it is next needed."""
-        now = self.now()
         poll = self.config.poll_interval_seconds
-        if not self.store.leader_elect(MAINTENANCE_LEADER, self.worker_id, now, self.lease_ms):
+        if not self.workers.leader_elect(MAINTENANCE_LEADER, self.worker_id, self.lease_ms):
             return poll
-        moved = self.promoter.run_once(now)
-        self.expirer.run_once(now)
-        rescued = self.rescuer.run_once(now)
-        resumed = self.completer.run_once(now)
-        if moved or rescued or resumed:
-            self.engine.notifier.notify(RUNS_READY)
-        due = self.store.run_next_due(now)
+        self.promoter.run_once()
+        self.expirer.run_once()
+        self.rescuer.run_once()
+        self.completer.run_once()
+        due = self.engine.maintenance.next_due()
         if due is None:
             return poll
         return max(0.0, (due - self.now()) / 1000)
 
     # -- wake-ups -------------------------------------------------------------------
     def _listen_for_wakes(self) -> None:
-        self._listener = WakeListener(wake_directory(self.store.url), self.worker_id)
+        self._listener = WakeListener(self.engine.notifier.directory, self.worker_id)
         asyncio.get_running_loop().add_reader(self._listener.socket.fileno(), self._on_wake)
 
     def _on_wake(self) -> None:
