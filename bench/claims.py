@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskloom.config import Config
-from taskloom.engine import outcomes
+from taskloom.engine import inserting, outcomes
+from taskloom.engine.engine import Engine
 from taskloom.engine.spec import TaskSpec
 from taskloom.engine.triggering import build_new_run
 from taskloom.ids import new_id
@@ -91,7 +92,7 @@ def queue_name(index: int) -> str:
     return f"q{index:03d}"
 
 
-def load(store: SqliteStore, scenario: Scenario, runs: int, limits: bool) -> int:
+def load(engine: Engine, scenario: Scenario, runs: int, limits: bool) -> int:
     """Insert `runs` queued runs; return how many distinct sub-queues they fill."""
     config = Config(project_root=Path.cwd(), environment="PRODUCTION")
     spec = TaskSpec(
@@ -102,7 +103,7 @@ def load(store: SqliteStore, scenario: Scenario, runs: int, limits: bool) -> int
             QueueDeclaration(queue_name(q), "custom", NON_BINDING_LIMIT, None)
             for q in range(scenario.queues)
         ]
-        store.queues_declare(declared, now_ms())
+        engine.workers.announce([], declared)
     rng = random.Random(1234)
     pairs: set[tuple[int, int]] = set()
     batch: list[NewRun] = []
@@ -120,16 +121,22 @@ def load(store: SqliteStore, scenario: Scenario, runs: int, limits: bool) -> int
             options["concurrency_key"] = f"k{key:04d}"
         batch.append(build_new_run(spec, b"{}", options, now=now_ms(), config=config))
         if len(batch) == LOAD_CHUNK or n == runs - 1:
-            store.batch_insert(new_id("batch"), None, batch, None, wait=False, now=now_ms())
+            runs_in, batch_id = batch, new_id("batch")
+            engine.store.write(
+                lambda s, runs_in=runs_in, batch_id=batch_id: inserting.insert_batch(
+                    s, batch_id, None, runs_in, None, wait=False, now=now_ms()
+                ),
+                "load",
+            )
             batch = []
     return len(pairs)
 
 
-def drain(store: SqliteStore, batch: int) -> tuple[int, int]:
+def drain(engine: Engine, batch: int) -> tuple[int, int]:
     """Claim and complete every run like a worker's tick loop; return (completed, ticks)."""
     worker = "worker_bench"
     started = now_ms()
-    store.worker_register(WorkerInfo(worker, "bench", 1, batch, started), started)
+    engine.workers.register(WorkerInfo(worker, "bench", 1, batch, started))
     held = []
     completed = ticks = 0
     while True:
@@ -139,7 +146,7 @@ def drain(store: SqliteStore, batch: int) -> tuple[int, int]:
             outcomes.success(run.id, run.attempt, worker, b"null", started_at=now, finished_at=now)
             for run in held
         ]
-        result = store.worker_tick(
+        result = engine.workers.tick(
             WorkerTick(worker, now, starts=starts, outcomes=done, claim_limit=batch)
         )
         ticks += 1
@@ -153,14 +160,15 @@ def drain(store: SqliteStore, batch: int) -> tuple[int, int]:
 
 def measure(scenario: Scenario, runs: int, batch: int, limits: bool, directory: Path) -> Result:
     store = SqliteStore(directory / f"claims-{scenario.name}.db", synchronous="FULL")
+    engine = Engine(store, Config(project_root=directory, environment="PRODUCTION"))
     try:
-        store.migrate()
-        sub_queues = load(store, scenario, runs, limits)
+        engine.migrate()
+        sub_queues = load(engine, scenario, runs, limits)
         began = time.perf_counter()
-        completed, ticks = drain(store, batch)
+        completed, ticks = drain(engine, batch)
         seconds = time.perf_counter() - began
     finally:
-        store.close()
+        engine.close()
     if completed != runs:
         raise SystemExit(f"({scenario.name}) completed {completed} of {runs} runs")
     return Result(scenario, completed, sub_queues, seconds, ticks)

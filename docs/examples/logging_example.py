@@ -22,8 +22,8 @@ def main() -> int:
     handle = build_report.trigger({"sections": ["users", "orders", "refunds"]})
     print("output:", handle.result(timeout=30))
 
-    # Every event of the run, in order (they are written with the run's outcome).
-    for event in current_engine().store.event_list(handle.id):
+    # Every event of the run, in order: its status changes and what its attempt reported.
+    for event in current_engine().run_events(handle.id):
         data = orjson.loads(event.data)
         if event.kind == "log":
             in_span = " (in a span)" if data["span_id"] else ""

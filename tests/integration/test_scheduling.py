@@ -131,12 +131,12 @@ import threading
 from pathlib import Path
 
 import taskloom.worker.supervisor as supervisor
-from taskloom.store.sqlite import SqliteStore
+from taskloom.engine.workers import Workers
 
 PROBE = Path(os.environ["PROBE_DIR"])
 woken = threading.Event()
 _on_wake = supervisor.Supervisor._on_wake
-_tick = SqliteStore.worker_tick
+_tick = Workers.tick
 
 
 def on_wake(self):
@@ -156,7 +156,7 @@ def stalled_tick(self, tick):
 
 
 supervisor.Supervisor._on_wake = on_wake
-SqliteStore.worker_tick = stalled_tick
+Workers.tick = stalled_tick
 """
 
 

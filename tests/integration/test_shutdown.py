@@ -74,21 +74,21 @@ import os
 import time
 from pathlib import Path
 
-from taskloom.store.sqlite import SqliteStore
+from taskloom.engine.workers import Workers
 
 SLOW = Path(os.environ["PROBE_DIR"]) / "slow"
-_heartbeat = SqliteStore.worker_heartbeat
+_heartbeat = Workers.heartbeat
 
 
-def slow_heartbeat(self, worker_id, now):
+def slow_heartbeat(self, worker_id):
     if SLOW.exists():
         SLOW.unlink()
         (SLOW.parent / "db-busy").touch()
         time.sleep(1.5)
-    return _heartbeat(self, worker_id, now)
+    return _heartbeat(self, worker_id)
 
 
-SqliteStore.worker_heartbeat = slow_heartbeat
+Workers.heartbeat = slow_heartbeat
 """
 
 

@@ -65,7 +65,7 @@ def open_engine(
 def declare(engine: Engine, name: str, limit: int | None = None, total: int | None = None) -> None:
     """Declare a queue as a worker does when its task modules declare it."""
     kind = "task" if name.startswith("task/") else "custom"
-    engine.store.queues_declare([QueueDeclaration(name, kind, limit, total)], engine.clock.now_ms())
+    engine.workers.announce([], [QueueDeclaration(name, kind, limit, total)])
 
 
 class FakeWorker:
@@ -75,16 +75,16 @@ class FakeWorker:
         self.engine = engine
         self.id = worker_id
         now = engine.clock.now_ms()
-        engine.store.worker_register(WorkerInfo(worker_id, "host", 1, 100, now), now)
+        engine.workers.register(WorkerInfo(worker_id, "host", 1, 100, now))
 
     def claim(self, limit: int, environment_limit: int | None = None) -> list[ClaimedRun]:
         now = self.engine.clock.now_ms()
-        claimed = self.engine.store.worker_tick(
+        claimed = self.engine.workers.tick(
             WorkerTick(self.id, now, claim_limit=limit, environment_limit=environment_limit)
         ).claimed
         if claimed:
             starts = [AttemptStart(run.id, run.attempt, now) for run in claimed]
-            self.engine.store.worker_tick(WorkerTick(self.id, now, starts=starts))
+            self.engine.workers.tick(WorkerTick(self.id, now, starts=starts))
         return claimed
 
     def complete(self, run: ClaimedRun) -> None:
@@ -92,9 +92,7 @@ class FakeWorker:
         outcome = outcomes.success(
             run.id, run.attempt, self.id, b"1", started_at=now, finished_at=now
         )
-        applied = self.engine.store.worker_tick(
-            WorkerTick(self.id, now, outcomes=[outcome])
-        ).applied
+        applied = self.engine.workers.tick(WorkerTick(self.id, now, outcomes=[outcome])).applied
         assert applied == [run.id]
 
     def fail(self, run: ClaimedRun, retry_at: int | None) -> None:
@@ -110,9 +108,7 @@ class FakeWorker:
             started_at=now,
             finished_at=now,
         )
-        applied = self.engine.store.worker_tick(
-            WorkerTick(self.id, now, outcomes=[outcome])
-        ).applied
+        applied = self.engine.workers.tick(WorkerTick(self.id, now, outcomes=[outcome])).applied
         assert applied == [run.id]
 
 
@@ -122,5 +118,5 @@ def trigger(engine: Engine, task: TaskSpec, payload: Any = None, **options: Any)
 
 
 def count_runs(engine: Engine) -> int:
-    conn = engine.store._connection()  # a count the Store interface does not offer
-    return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    # A count the engine does not offer: read it in a store session.
+    return int(engine.store.read(lambda s: s.scalar("SELECT COUNT(*) FROM runs")))

@@ -153,12 +153,12 @@ def test_a_bad_trigger_option_stores_nothing(
 
 
 def test_an_unknown_queue_lists_the_known_ones(project: TaskloomProject) -> None:
+    from taskloom.engine.records import QueueDeclaration
     from taskloom.sdk.client import current_engine
-    from taskloom.store.records import QueueDeclaration
 
     engine = current_engine()
     engine.ensure_schema()
-    engine.store.queues_declare([QueueDeclaration("emails", "custom", 5, None)], 0)
+    engine.workers.announce([], [QueueDeclaration("emails", "custom", 5, None)])
     defined = task(id="t-known", run=noop)
     defined.trigger(None, queue="emails")  # declared by a worker: accepted
     with pytest.raises(InvalidOptionError, match=r"\(known queues: emails\)"):

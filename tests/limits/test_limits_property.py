@@ -359,7 +359,7 @@ def test_the_check_catches_a_claim_that_ignores_limits(
     one, and the analysis above reports it."""
     project.write_task_module("ledger_tasks", LEDGER_TASKS)
     prelude = """
-        import taskloom.store.sqlite_claim as claim
+        import taskloom.store.sql.claim as claim
         claim.SELECT_QUEUE_SETTINGS = "SELECT name, NULL, NULL, 0 FROM queues WHERE 0"
     """
     with project.worker(concurrency=4, executors=1, prelude=prelude) as worker:

@@ -48,7 +48,7 @@ def status(engine: Engine, run_id: str) -> RunStatus:
 
 
 def expires_at(engine: Engine, run_id: str) -> int | None:
-    record = engine.store.run_get(run_id)
+    record = engine.store.read(lambda s: s.run_get(run_id))
     assert record is not None
     return record.expires_at
 
@@ -262,7 +262,7 @@ def test_a_released_run_keeps_its_place_and_is_marked_isolate(
     [claimed] = worker.claim(1)
     clock.advance(1)
     later = trigger(engine, JOB)
-    assert engine.store.runs_release(worker.id, [first], clock.now_ms(), isolate=True) == [first]
+    assert engine.workers.release(worker.id, [first], isolate=True) == [first]
     [again] = worker.claim(1)
     assert (again.id, again.attempt, again.isolate) == (first, 1, True)  # not charged
     assert worker.claim(1)[0].id == later

@@ -1,6 +1,6 @@
 """One store suite, every backend: the `store` fixture is parametrised over `BACKENDS`.
 
-A backend is a small object that can make an empty database, open a `Store` on it, and
+A backend is a small object that can make an empty database, open a `StoreOps` on it, and
 hold its write lock from another connection. Today there is SQLite (a real file in
 tmp_path). PostgreSQL joins by adding a `Backend` to `BACKENDS` whose `prepare` calls
 `require_service(...)` when its server is not reachable: the test skips on a laptop
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from storekit import Backend, StoreFactory
 
-from taskloom.store.base import Store
+from storeops import StoreOps
 
 
 def require_service(backend: str, why: str) -> None:
@@ -72,7 +72,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 
 
 @pytest.fixture
-def store(store_factory: StoreFactory) -> Store:
+def store(store_factory: StoreFactory) -> StoreOps:
     """A migrated store on an empty database of the current backend."""
     opened = store_factory.open()
     opened.migrate()

@@ -1,7 +1,8 @@
 """Builders shared by the store suite (imported by the test modules and by spawned processes).
 
-Everything here speaks only the `Store` interface and its records, so the same helpers
-serve every backend. Times are explicit integers (ms since the epoch): nothing sleeps.
+Everything here speaks only the store (through `StoreOps`, the engine's transactions)
+and its records, so the same helpers serve every backend. Times are explicit integers (ms
+since the epoch): nothing sleeps.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import orjson
 
+from storeops import StoreOps
 from taskloom.ids import new_id
 from taskloom.store import open_store
-from taskloom.store.base import Store
 from taskloom.store.records import (
     AttemptOutcome,
     AttemptStart,
@@ -81,14 +82,14 @@ def new_run(
     return NewRun(**fields)
 
 
-def insert(store: Store, run: NewRun, now: int | None = None) -> str:
+def insert(store: StoreOps, run: NewRun, now: int | None = None) -> str:
     """Insert a run that must be new; return its id."""
     result = store.run_insert(run, run.created_at if now is None else now)
     assert result.created, f"{run.id} was expected to be new, found {result.run_id}"
     return result.run_id
 
 
-def register(store: Store, worker_id: str, now: int = T0, concurrency: int = 10) -> str:
+def register(store: StoreOps, worker_id: str, now: int = T0, concurrency: int = 10) -> str:
     """Register a live worker; return its id."""
     store.worker_register(
         WorkerInfo(
@@ -104,24 +105,24 @@ def register(store: Store, worker_id: str, now: int = T0, concurrency: int = 10)
     return worker_id
 
 
-def tick(store: Store, worker_id: str, now: int, **fields: Any) -> TickResult:
+def tick(store: StoreOps, worker_id: str, now: int, **fields: Any) -> TickResult:
     """One worker tick with the given starts / outcomes / events / claim_limit."""
     return store.worker_tick(WorkerTick(worker_id=worker_id, now=now, **fields))
 
 
-def claim(store: Store, worker_id: str, now: int, limit: int = 100) -> list[ClaimedRun]:
+def claim(store: StoreOps, worker_id: str, now: int, limit: int = 100) -> list[ClaimedRun]:
     """Claim up to `limit` runs for a worker."""
     return tick(store, worker_id, now, claim_limit=limit).claimed
 
 
-def claim_one(store: Store, worker_id: str, now: int) -> ClaimedRun:
+def claim_one(store: StoreOps, worker_id: str, now: int) -> ClaimedRun:
     """Claim exactly one run (the test arranged for one to be ready)."""
     claimed = claim(store, worker_id, now, limit=1)
     assert len(claimed) == 1, f"expected one run to claim at {now}, got {claimed}"
     return claimed[0]
 
 
-def start(store: Store, worker_id: str, run: ClaimedRun, now: int) -> TickResult:
+def start(store: StoreOps, worker_id: str, run: ClaimedRun, now: int) -> TickResult:
     """Record that a claimed run's attempt began executing."""
     return tick(store, worker_id, now, starts=[AttemptStart(run.id, run.attempt, now)])
 
@@ -179,15 +180,16 @@ class StoreFactory:
     backend: Backend
     directory: Path
     url: str
-    _opened: list[Store] = field(default_factory=list)
+    _opened: list[StoreOps] = field(default_factory=list)
 
-    def open(self, url: str | None = None, *, busy_timeout_ms: int = 5000) -> Store:
-        """Another `Store` (its own connection) on the test database, or on `url`."""
-        store = open_store(url or self.url, root=self.directory, busy_timeout_ms=busy_timeout_ms)
+    def open(self, url: str | None = None, *, busy_timeout_ms: int = 5000) -> StoreOps:
+        """Another `StoreOps` (its own connection) on the test database, or on `url`."""
+        opened = open_store(url or self.url, root=self.directory, busy_timeout_ms=busy_timeout_ms)
+        store = StoreOps(opened)
         self._opened.append(store)
         return store
 
-    def fresh(self) -> Store:
+    def fresh(self) -> StoreOps:
         """A migrated store on a brand-new empty database (e.g. one per hypothesis example)."""
         store = self.open(self.backend.new_url(self.directory))
         store.migrate()
@@ -216,7 +218,7 @@ class KeyedInsert:
 
 def insert_keyed_in_process(job: KeyedInsert, barrier: Any, results: Any) -> None:
     """Open the store afresh, wait for every contender, then trigger one keyed run."""
-    store = open_store(job.url, root=Path("/"))
+    store = StoreOps(open_store(job.url, root=Path("/")))
     try:
         run = new_run(
             task_id=job.task_id,

@@ -1,4 +1,4 @@
-"""Store: idempotency keys, including many threads and many processes racing on one key."""
+"""StoreOps: idempotency keys, including many threads and many processes racing on one key."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from storekit import (
     tick,
 )
 
-from taskloom.store.base import Store
+from storeops import StoreOps
 from taskloom.store.records import InsertResult, NewRun, RunFilter
 
 DAY_MS = 86_400_000
@@ -32,7 +32,7 @@ def keyed(key: str, *, task_id: str = "store-task", now: int = T0, ttl_ms: int =
     )
 
 
-def test_same_key_returns_the_existing_run(store: Store) -> None:
+def test_same_key_returns_the_existing_run(store: StoreOps) -> None:
     first = keyed("order-7")
     insert(store, first)
 
@@ -44,7 +44,7 @@ def test_same_key_returns_the_existing_run(store: Store) -> None:
     assert [r.id for r in store.run_list(RunFilter())] == [first.id]
 
 
-def test_key_is_honoured_until_the_instant_it_expires(store: Store) -> None:
+def test_key_is_honoured_until_the_instant_it_expires(store: StoreOps) -> None:
     first = keyed("k", ttl_ms=5_000)
     insert(store, first)
     assert store.run_insert(keyed("k"), T0 + 4_999) == InsertResult(first.id, False)
@@ -65,14 +65,14 @@ def test_key_is_honoured_until_the_instant_it_expires(store: Store) -> None:
     )
 
 
-def test_a_key_without_expiry_never_expires(store: Store) -> None:
+def test_a_key_without_expiry_never_expires(store: StoreOps) -> None:
     first = new_run(idempotency_key="forever", idempotency_expires_at=None)
     insert(store, first)
     later = T0 + 10 * 365 * DAY_MS
     assert store.run_insert(keyed("forever", now=later), later) == InsertResult(first.id, False)
 
 
-def test_keys_are_per_task(store: Store) -> None:
+def test_keys_are_per_task(store: StoreOps) -> None:
     a = keyed("shared", task_id="task-a")
     b = keyed("shared", task_id="task-b")
     assert store.run_insert(a, T0).created
@@ -81,12 +81,12 @@ def test_keys_are_per_task(store: Store) -> None:
     assert store.run_insert(keyed("shared", task_id="task-b"), T0) == InsertResult(b.id, False)
 
 
-def test_runs_without_keys_never_collide(store: Store) -> None:
+def test_runs_without_keys_never_collide(store: StoreOps) -> None:
     ids = {insert(store, new_run()) for _ in range(3)}
     assert len(ids) == 3
 
 
-def test_a_failed_run_that_clears_its_key_makes_room_for_a_new_run(store: Store) -> None:
+def test_a_failed_run_that_clears_its_key_makes_room_for_a_new_run(store: StoreOps) -> None:
     first = keyed("retry-me")
     insert(store, first)
     register(store, "w1")
@@ -108,7 +108,7 @@ def test_a_failed_run_that_clears_its_key_makes_room_for_a_new_run(store: Store)
     assert store.run_insert(again, T0 + 2) == InsertResult(again.id, True)
 
 
-def test_a_completed_run_keeps_its_key(store: Store) -> None:
+def test_a_completed_run_keeps_its_key(store: StoreOps) -> None:
     first = keyed("done")
     insert(store, first)
     register(store, "w1")
@@ -118,7 +118,7 @@ def test_a_completed_run_keeps_its_key(store: Store) -> None:
     assert store.run_insert(keyed("done", now=T0 + 2), T0 + 2) == InsertResult(first.id, False)
 
 
-def _assert_one_winner(store: Store, results: list[tuple[str, bool]], contenders: int) -> None:
+def _assert_one_winner(store: StoreOps, results: list[tuple[str, bool]], contenders: int) -> None:
     assert len(results) == contenders
     winners = [run_id for run_id, created in results if created]
     assert len(winners) == 1, results
@@ -129,7 +129,7 @@ def _assert_one_winner(store: Store, results: list[tuple[str, bool]], contenders
 
 
 def test_concurrent_inserts_from_threads_create_one_run(
-    store_factory: StoreFactory, store: Store
+    store_factory: StoreFactory, store: StoreOps
 ) -> None:
     contenders = 8
     barrier = threading.Barrier(contenders)
@@ -139,7 +139,7 @@ def test_concurrent_inserts_from_threads_create_one_run(
     # Each thread has its own store (its own connection), as separate callers would.
     stores = [store_factory.open() for _ in range(contenders)]
 
-    def contend(own: Store) -> None:
+    def contend(own: StoreOps) -> None:
         try:
             run = keyed("race-key", task_id="race")
             barrier.wait(timeout=30)
@@ -160,7 +160,7 @@ def test_concurrent_inserts_from_threads_create_one_run(
     _assert_one_winner(store, results, contenders)
 
 
-def test_concurrent_inserts_through_one_shared_store_create_one_run(store: Store) -> None:
+def test_concurrent_inserts_through_one_shared_store_create_one_run(store: StoreOps) -> None:
     contenders = 6
     barrier = threading.Barrier(contenders)
     results: queue.Queue[tuple[str, bool]] = queue.Queue()
@@ -180,7 +180,7 @@ def test_concurrent_inserts_through_one_shared_store_create_one_run(store: Store
 
 
 def test_concurrent_inserts_from_processes_create_one_run(
-    store_factory: StoreFactory, store: Store
+    store_factory: StoreFactory, store: StoreOps
 ) -> None:
     contenders = 4
     context = multiprocessing.get_context("spawn")

@@ -8,16 +8,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storekit import T0, StoreFactory, claim, insert, new_run, outcome, register, tick
 
-from taskloom.store.base import Store
+from storeops import StoreOps
 from taskloom.store.records import QueueDeclaration, WorkerTick
 
 
-def declare(store: Store, name: str, limit: int | None = None, total: int | None = None) -> None:
+def declare(store: StoreOps, name: str, limit: int | None = None, total: int | None = None) -> None:
     store.queues_declare([QueueDeclaration(name, "custom", limit, total)], T0)
 
 
 def queued(
-    store: Store, queue: str, n: int, *, key: str | None = None, start: int = 0
+    store: StoreOps, queue: str, n: int, *, key: str | None = None, start: int = 0
 ) -> list[str]:
     return [
         insert(store, new_run(now=T0 + start + i, queue=queue, concurrency_key=key))
@@ -25,7 +25,7 @@ def queued(
     ]
 
 
-def test_declare_keeps_overrides_and_pauses(store: Store) -> None:
+def test_declare_keeps_overrides_and_pauses(store: StoreOps) -> None:
     declare(store, "emails", 5)
     assert store.queue_override_limit("emails", 2, T0)
     assert store.queue_set_paused("emails", True, T0)
@@ -42,7 +42,7 @@ def test_declare_keeps_overrides_and_pauses(store: Store) -> None:
     assert store.queue_get("nope") is None
 
 
-def test_queue_counts(store: Store) -> None:
+def test_queue_counts(store: StoreOps) -> None:
     declare(store, "a", 1)
     declare(store, "b")
     queued(store, "a", 3)
@@ -55,7 +55,7 @@ def test_queue_counts(store: Store) -> None:
     assert (by_name["b"].running, by_name["b"].queued) == (2, 0)
 
 
-def test_limit_counts_only_held_runs(store: Store) -> None:
+def test_limit_counts_only_held_runs(store: StoreOps) -> None:
     declare(store, "one", 1)
     first, second = queued(store, "one", 2)
     worker = register(store, "w1")
@@ -84,7 +84,7 @@ def test_limit_holds_across_workers(store_factory: StoreFactory) -> None:
     assert len(got) == 2
 
 
-def test_concurrency_keys_get_their_own_limit_and_a_total_cap(store: Store) -> None:
+def test_concurrency_keys_get_their_own_limit_and_a_total_cap(store: StoreOps) -> None:
     declare(store, "tenants", 1, total=3)
     for key in ("t1", "t2", "t3", "t4"):
         queued(store, "tenants", 2, key=key)
@@ -95,7 +95,7 @@ def test_concurrency_keys_get_their_own_limit_and_a_total_cap(store: Store) -> N
     assert all(count == 1 for count in keys.values())  # each key's own limit
 
 
-def test_a_big_key_does_not_starve_a_small_one(store: Store) -> None:
+def test_a_big_key_does_not_starve_a_small_one(store: StoreOps) -> None:
     declare(store, "tenants", 5)
     queued(store, "tenants", 500, key="big")
     [small] = queued(store, "tenants", 1, key="small", start=1000)  # triggered last
@@ -104,7 +104,7 @@ def test_a_big_key_does_not_starve_a_small_one(store: Store) -> None:
     assert small in {run.id for run in claimed}
 
 
-def test_many_unlimited_queues_are_all_served(store: Store) -> None:
+def test_many_unlimited_queues_are_all_served(store: StoreOps) -> None:
     for i in range(30):
         queued(store, f"q{i:02d}", 20, start=i)
     worker = register(store, "w1")
@@ -112,7 +112,7 @@ def test_many_unlimited_queues_are_all_served(store: Store) -> None:
     assert len({run.queue for run in claimed}) == 30
 
 
-def test_paused_queue_starts_nothing(store: Store) -> None:
+def test_paused_queue_starts_nothing(store: StoreOps) -> None:
     declare(store, "held")
     queued(store, "held", 2)
     store.queue_set_paused("held", True, T0)
@@ -122,7 +122,7 @@ def test_paused_queue_starts_nothing(store: Store) -> None:
     assert len(claim(store, worker, T0 + 11)) == 2
 
 
-def test_environment_limit_caps_everything(store: Store) -> None:
+def test_environment_limit_caps_everything(store: StoreOps) -> None:
     queued(store, "x", 5)
     queued(store, "y", 5)
     worker = register(store, "w1")
@@ -135,7 +135,7 @@ def test_environment_limit_caps_everything(store: Store) -> None:
     assert (len(first), len(again)) == (4, 0)
 
 
-def test_override_applies_to_the_next_claim(store: Store) -> None:
+def test_override_applies_to_the_next_claim(store: StoreOps) -> None:
     declare(store, "q", 1)
     queued(store, "q", 5)
     worker = register(store, "w1")
@@ -144,7 +144,7 @@ def test_override_applies_to_the_next_claim(store: Store) -> None:
     assert len(claim(store, worker, T0 + 11)) == 2
 
 
-def test_claims_within_one_queue_follow_priority(store: Store) -> None:
+def test_claims_within_one_queue_follow_priority(store: StoreOps) -> None:
     declare(store, "q")
     late_urgent = insert(store, new_run(now=T0 + 50, priority_ms=100, queue="q"))
     early = insert(store, new_run(now=T0, queue="q"))

@@ -1,4 +1,4 @@
-"""Store: inserting, reading, listing, cancelling, rescheduling, promoting and expiring runs."""
+"""StoreOps: inserting, reading, listing, cancelling, rescheduling, promoting and expiring runs."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from storekit import (
     with_changes,
 )
 
+from storeops import StoreOps
 from taskloom.ids import new_id
-from taskloom.store.base import Store
 from taskloom.store.records import NewRun, RunFilter, RunRecord
 
 # NewRun fields a RunRecord does not carry back (checked through the claim instead).
@@ -71,7 +71,7 @@ def assert_matches(record: RunRecord, run: NewRun) -> None:
 # -- insert and get ------------------------------------------------------------------
 
 
-def test_insert_then_get_round_trips_every_field(store: Store) -> None:
+def test_insert_then_get_round_trips_every_field(store: StoreOps) -> None:
     run = full_run()
     result = store.run_insert(run, T0 + 5)
 
@@ -91,7 +91,7 @@ def test_insert_then_get_round_trips_every_field(store: Store) -> None:
     assert isinstance(record.tags, bytes)
 
 
-def test_insert_round_trips_a_minimal_run(store: Store) -> None:
+def test_insert_round_trips_a_minimal_run(store: StoreOps) -> None:
     run = new_run()
     insert(store, run)
     record = store.run_get(run.id)
@@ -102,7 +102,7 @@ def test_insert_round_trips_a_minimal_run(store: Store) -> None:
     assert record.is_test is False
 
 
-def test_sort_key_is_stored_and_returned_by_the_claim(store: Store) -> None:
+def test_sort_key_is_stored_and_returned_by_the_claim(store: StoreOps) -> None:
     run = dataclasses.replace(full_run(), status="QUEUED", available_at=T0)
     insert(store, run)
     register(store, "w1")
@@ -115,7 +115,7 @@ def test_sort_key_is_stored_and_returned_by_the_claim(store: Store) -> None:
     )
 
 
-def test_get_of_a_missing_run_is_none(store: Store) -> None:
+def test_get_of_a_missing_run_is_none(store: StoreOps) -> None:
     assert store.run_get("run_DOESNOTEXIST") is None
 
 
@@ -123,7 +123,7 @@ def test_get_of_a_missing_run_is_none(store: Store) -> None:
 
 
 @pytest.fixture
-def listed(store: Store) -> dict[str, str]:
+def listed(store: StoreOps) -> dict[str, str]:
     """Six runs, oldest first, with different tasks, statuses, tags and creation times."""
     runs = {
         "a1": new_run(task_id="alpha", now=T0, tags=b'["red","blue"]'),
@@ -143,7 +143,7 @@ def names(ids: dict[str, str], records: list[RunRecord]) -> list[str]:
     return [by_id[r.id] for r in records]
 
 
-def test_list_is_newest_first(store: Store, listed: dict[str, str]) -> None:
+def test_list_is_newest_first(store: StoreOps, listed: dict[str, str]) -> None:
     assert names(listed, store.run_list(RunFilter())) == ["b2", "a3", "c1", "a2", "b1", "a1"]
 
 
@@ -165,12 +165,12 @@ def test_list_is_newest_first(store: Store, listed: dict[str, str]) -> None:
     ],
 )
 def test_list_filters(
-    store: Store, listed: dict[str, str], filters: RunFilter, expected: list[str]
+    store: StoreOps, listed: dict[str, str], filters: RunFilter, expected: list[str]
 ) -> None:
     assert names(listed, store.run_list(filters)) == expected
 
 
-def test_list_pages_with_before_id(store: Store, listed: dict[str, str]) -> None:
+def test_list_pages_with_before_id(store: StoreOps, listed: dict[str, str]) -> None:
     pages: list[list[str]] = []
     before: str | None = None
     while True:
@@ -187,7 +187,7 @@ def test_list_pages_with_before_id(store: Store, listed: dict[str, str]) -> None
 
 
 @pytest.mark.parametrize("delayed", [False, True], ids=["queued", "delayed"])
-def test_cancel_of_an_unclaimed_run(store: Store, delayed: bool) -> None:
+def test_cancel_of_an_unclaimed_run(store: StoreOps, delayed: bool) -> None:
     run = new_run(delay_until=T0 + 60_000 if delayed else None, idempotency_key="k")
     insert(store, run)
 
@@ -205,7 +205,7 @@ def test_cancel_of_an_unclaimed_run(store: Store, delayed: bool) -> None:
     assert claim(store, "w1", T0 + 120_000) == []
 
 
-def test_cancel_reason_is_json_escaped(store: Store) -> None:
+def test_cancel_reason_is_json_escaped(store: StoreOps) -> None:
     run_id = insert(store, new_run())
     store.run_cancel(run_id, T0, 'said "stop"\nnow \\ please')
     record = store.run_get(run_id)
@@ -214,7 +214,7 @@ def test_cancel_reason_is_json_escaped(store: Store) -> None:
 
 
 @pytest.mark.parametrize("started", [False, True], ids=["dequeued", "executing"])
-def test_cancel_of_a_claimed_run_signals_its_worker(store: Store, started: bool) -> None:
+def test_cancel_of_a_claimed_run_signals_its_worker(store: StoreOps, started: bool) -> None:
     run_id = insert(store, new_run())
     register(store, "w1")
     register(store, "w2")
@@ -239,7 +239,7 @@ def test_cancel_of_a_claimed_run_signals_its_worker(store: Store, started: bool)
 
 
 def test_outcome_of_a_cancelled_attempt_is_recorded_without_changing_the_run(
-    store: Store,
+    store: StoreOps,
 ) -> None:
     run_id = insert(store, new_run())
     register(store, "w1")
@@ -266,7 +266,7 @@ def test_outcome_of_a_cancelled_attempt_is_recorded_without_changing_the_run(
 
 
 @pytest.mark.parametrize("final", ["COMPLETED", "FAILED", "CRASHED", "EXPIRED", "CANCELED"])
-def test_cancel_of_a_final_run_changes_nothing(store: Store, final: str) -> None:
+def test_cancel_of_a_final_run_changes_nothing(store: StoreOps, final: str) -> None:
     run_id = insert(store, new_run(ttl_ms=1000))
     register(store, "w1")
     if final == "EXPIRED":
@@ -284,14 +284,14 @@ def test_cancel_of_a_final_run_changes_nothing(store: Store, final: str) -> None
     assert tick(store, "w1", T0 + 5_001, read_signals=True).signals == []
 
 
-def test_cancel_of_a_missing_run_is_none(store: Store) -> None:
+def test_cancel_of_a_missing_run_is_none(store: StoreOps) -> None:
     assert store.run_cancel("run_MISSING", T0, "x") is None
 
 
 # -- reschedule and promote --------------------------------------------------------------
 
 
-def test_reschedule_moves_a_delayed_run(store: Store) -> None:
+def test_reschedule_moves_a_delayed_run(store: StoreOps) -> None:
     run = new_run(delay_until=T0 + 60_000, priority_ms=1_000)
     insert(store, run)
 
@@ -310,7 +310,7 @@ def test_reschedule_moves_a_delayed_run(store: Store) -> None:
 
 
 @pytest.mark.parametrize("status", ["QUEUED", "DEQUEUED", "COMPLETED", "CANCELED"])
-def test_reschedule_is_refused_unless_delayed(store: Store, status: str) -> None:
+def test_reschedule_is_refused_unless_delayed(store: StoreOps, status: str) -> None:
     run_id = insert(store, new_run())
     register(store, "w1")
     if status != "QUEUED":
@@ -327,7 +327,7 @@ def test_reschedule_is_refused_unless_delayed(store: Store, status: str) -> None
     assert not store.run_reschedule("run_MISSING", T0 + 50_000, T0 + 1)
 
 
-def test_promote_moves_only_due_delayed_runs_into_their_queue(store: Store) -> None:
+def test_promote_moves_only_due_delayed_runs_into_their_queue(store: StoreOps) -> None:
     due = new_run(delay_until=T0 + 1_000, priority_ms=300, ttl_ms=20_000)
     also_due = new_run(delay_until=T0 + 2_000)
     later = new_run(delay_until=T0 + 9_000, ttl_ms=5_000)
@@ -362,7 +362,7 @@ def test_promote_moves_only_due_delayed_runs_into_their_queue(store: Store) -> N
     ]
 
 
-def test_promote_respects_the_limit_oldest_first(store: Store) -> None:
+def test_promote_respects_the_limit_oldest_first(store: StoreOps) -> None:
     runs = [new_run(delay_until=T0 + 100 * i) for i in (5, 1, 3, 2, 4)]
     for run in runs:
         insert(store, run)
@@ -376,7 +376,7 @@ def test_promote_respects_the_limit_oldest_first(store: Store) -> None:
 # -- expire ------------------------------------------------------------------------------
 
 
-def test_expire_ends_only_queued_runs_past_their_ttl(store: Store) -> None:
+def test_expire_ends_only_queued_runs_past_their_ttl(store: StoreOps) -> None:
     register(store, "w1")
     claimed_run = new_run(ttl_ms=1_000)
     insert(store, claimed_run)
@@ -409,7 +409,7 @@ def test_expire_ends_only_queued_runs_past_their_ttl(store: Store) -> None:
     assert again.created
 
 
-def test_expire_respects_the_limit(store: Store) -> None:
+def test_expire_respects_the_limit(store: StoreOps) -> None:
     ids = {insert(store, new_run(ttl_ms=100)) for _ in range(5)}
     first = store.runs_expire(T0 + 100, 3)
     assert len(first) == 3
@@ -418,7 +418,7 @@ def test_expire_respects_the_limit(store: Store) -> None:
     assert len(rest) == 2
 
 
-def test_a_queued_run_past_its_ttl_is_not_claimed(store: Store) -> None:
+def test_a_queued_run_past_its_ttl_is_not_claimed(store: StoreOps) -> None:
     run_id = insert(store, new_run(ttl_ms=1_000))
     register(store, "w1")
     assert claim(store, "w1", T0 + 1_000) == []
@@ -426,7 +426,7 @@ def test_a_queued_run_past_its_ttl_is_not_claimed(store: Store) -> None:
 
 
 @pytest.mark.parametrize("back_in_queue", ["retried", "released"])
-def test_a_run_dequeued_before_its_ttl_never_expires(store: Store, back_in_queue: str) -> None:
+def test_a_run_dequeued_before_its_ttl_never_expires(store: StoreOps, back_in_queue: str) -> None:
     """TTL limits the wait before a run is first dequeued (Trigger.dev: EXPIRED means 'TTL
     passed before the run was dequeued'). A run that waits for its retry, or that a stopping
     worker put back, was dequeued in time: it must stay claimable after the TTL."""
@@ -458,7 +458,7 @@ def test_a_run_dequeued_before_its_ttl_never_expires(store: Store, back_in_queue
 # -- next due ----------------------------------------------------------------------------
 
 
-def test_next_due_is_the_earliest_delay_or_expiry(store: Store) -> None:
+def test_next_due_is_the_earliest_delay_or_expiry(store: StoreOps) -> None:
     assert store.run_next_due(T0) is None
     insert(store, new_run(delay_until=T0 + 9_000))
     assert store.run_next_due(T0) == T0 + 9_000
@@ -468,7 +468,7 @@ def test_next_due_is_the_earliest_delay_or_expiry(store: Store) -> None:
     assert store.run_next_due(T0) == T0 + 2_000
 
 
-def test_next_due_ignores_runs_that_are_no_longer_waiting(store: Store) -> None:
+def test_next_due_ignores_runs_that_are_no_longer_waiting(store: StoreOps) -> None:
     delayed = insert(store, new_run(delay_until=T0 + 2_000))
     expiring = insert(store, new_run(ttl_ms=3_000))
     store.run_cancel(delayed, T0, "x")

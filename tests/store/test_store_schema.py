@@ -1,4 +1,4 @@
-"""Store: migrations, durability across close/reopen, and behaviour under a held write lock."""
+"""StoreOps: migrations, durability across close/reopen, and behaviour under a held write lock."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from storekit import T0, StoreFactory, insert, new_run, register
 
+from storeops import StoreOps
 from taskloom.errors import StoreBusyError
-from taskloom.store.base import Store
 from taskloom.store.migrate import load_migrations
 from taskloom.store.records import RunFilter, TaskDefinitionRecord, WorkerTick
 
@@ -63,7 +63,7 @@ def test_everything_written_survives_close_and_reopen(store_factory: StoreFactor
 
 
 def test_write_gives_up_with_store_busy_error_and_writes_nothing(
-    store_factory: StoreFactory, store: Store
+    store_factory: StoreFactory, store: StoreOps
 ) -> None:
     impatient = store_factory.open(busy_timeout_ms=50)
     impatient.migrate()
@@ -85,7 +85,7 @@ def test_write_gives_up_with_store_busy_error_and_writes_nothing(
     assert store.run_get(run.id) is not None
 
 
-BUSY_WRITES: dict[str, Callable[[Store, str], object]] = {
+BUSY_WRITES: dict[str, Callable[[StoreOps, str], object]] = {
     "run_cancel": lambda s, run_id: s.run_cancel(run_id, T0, "busy"),
     "runs_promote_delayed": lambda s, run_id: s.runs_promote_delayed(T0, 10),
     "runs_expire": lambda s, run_id: s.runs_expire(T0, 10),
@@ -98,7 +98,7 @@ BUSY_WRITES: dict[str, Callable[[Store, str], object]] = {
 
 @pytest.mark.parametrize("write", sorted(BUSY_WRITES))
 def test_every_writer_raises_store_busy_error_while_locked(
-    store_factory: StoreFactory, store: Store, write: str
+    store_factory: StoreFactory, store: StoreOps, write: str
 ) -> None:
     impatient = store_factory.open(busy_timeout_ms=20)
     run_id = insert(store, new_run())

@@ -1,4 +1,4 @@
-"""Store: waitpoints, the waits runs make (by sequence number), child runs, batches,
+"""StoreOps: waitpoints, the waits runs make (by sequence number), child runs, batches,
 suspension of waiting runs and how they continue (in place on their worker, or by replay).
 
 Runs here are driven by hand through worker ticks: `running` claims and starts a run,
@@ -29,9 +29,8 @@ from storekit import (
     with_changes,
 )
 
-from taskloom.engine.metadata import merged
+from storeops import StoreOps
 from taskloom.ids import new_id
-from taskloom.store.base import Store
 from taskloom.store.records import (
     ClaimedRun,
     NewRun,
@@ -48,7 +47,7 @@ OK = b'{"ok":true}'
 # -- helpers ----------------------------------------------------------------------------
 
 
-def running(store: Store, worker: str = "w1", now: int = T0, **fields: Any) -> ClaimedRun:
+def running(store: StoreOps, worker: str = "w1", now: int = T0, **fields: Any) -> ClaimedRun:
     """Insert a run and have `worker` (registered already) claim and start it."""
     run_id = insert(store, new_run(now=now, **fields))
     claimed = claim(store, worker, now, limit=1000)
@@ -72,13 +71,13 @@ def token(**fields: Any) -> NewWaitpoint:
     return NewWaitpoint(new_id("waitpoint"), "TOKEN", **fields)
 
 
-def suspend(store: Store, worker: str, run: ClaimedRun, now: int) -> TickResult:
+def suspend(store: StoreOps, worker: str, run: ClaimedRun, now: int) -> TickResult:
     """The supervisor's tick after the run's executor said "wait"."""
     return tick(store, worker, now, suspends=[Suspension(run.id, run.attempt, worker)])
 
 
 def finish(
-    store: Store,
+    store: StoreOps,
     worker: str,
     run: ClaimedRun,
     now: int,
@@ -106,13 +105,13 @@ def child_of(parent: ClaimedRun | str, now: int = T0, **fields: Any) -> NewRun:
     return new_run(now=now, parent_run_id=parent_id, root_run_id=parent_id, depth=1, **fields)
 
 
-def status(store: Store, run_id: str) -> str:
+def status(store: StoreOps, run_id: str) -> str:
     record = store.run_get(run_id)
     assert record is not None, run_id
     return record.status
 
 
-def waits_of(store: Store, run: ClaimedRun | str, attempt: int = 1) -> list[RecordedWait]:
+def waits_of(store: StoreOps, run: ClaimedRun | str, attempt: int = 1) -> list[RecordedWait]:
     return store.run_waits_list(run.id if isinstance(run, ClaimedRun) else run, attempt)
 
 
@@ -122,7 +121,7 @@ def result_of(recorded: RecordedWait) -> Any:
 
 
 @pytest.fixture
-def workers(store: Store) -> Store:
+def workers(store: StoreOps) -> StoreOps:
     """The store with two live workers, w1 and w2."""
     register(store, "w1")
     register(store, "w2")
@@ -132,7 +131,7 @@ def workers(store: Store) -> Store:
 # -- wait_register and run_waits_list ----------------------------------------------------------
 
 
-def test_a_new_duration_wait_creates_its_waitpoint_and_is_pending(workers: Store) -> None:
+def test_a_new_duration_wait_creates_its_waitpoint_and_is_pending(workers: StoreOps) -> None:
     run = running(workers)
     waitpoint = duration(T0 + 10_000)
 
@@ -151,7 +150,7 @@ def test_a_new_duration_wait_creates_its_waitpoint_and_is_pending(workers: Store
     assert waits_of(workers, run) == [recorded]
 
 
-def test_registering_the_same_step_again_returns_what_was_recorded(workers: Store) -> None:
+def test_registering_the_same_step_again_returns_what_was_recorded(workers: StoreOps) -> None:
     run = running(workers)
     first = workers.wait_register(ref(run, 1), "duration", duration(T0 + 10_000), None, T0)
     other = duration(T0 + 99_000)
@@ -163,7 +162,7 @@ def test_registering_the_same_step_again_returns_what_was_recorded(workers: Stor
     assert len(waits_of(workers, run)) == 1
 
 
-def test_a_wait_on_a_completed_token_is_completed_at_once(workers: Store) -> None:
+def test_a_wait_on_a_completed_token_is_completed_at_once(workers: StoreOps) -> None:
     run = running(workers)
     made = workers.waitpoint_create(token(), T0)
     assert workers.token_complete(made.id, b'{"approved":true}', T0 + 1) == (True, [])
@@ -175,7 +174,7 @@ def test_a_wait_on_a_completed_token_is_completed_at_once(workers: Store) -> Non
     assert waits_of(workers, run) == [recorded]
 
 
-def test_a_wait_on_a_timed_out_token_is_completed_with_its_error(workers: Store) -> None:
+def test_a_wait_on_a_timed_out_token_is_completed_with_its_error(workers: StoreOps) -> None:
     run = running(workers)
     made = workers.waitpoint_create(token(resume_at=T0 + 100), T0)
     workers.waitpoints_complete_due(T0 + 100, 10)
@@ -190,7 +189,7 @@ def test_a_wait_on_a_timed_out_token_is_completed_with_its_error(workers: Store)
 
 
 def test_a_waitpoint_whose_idempotency_key_matches_a_done_one_completes_at_once(
-    workers: Store,
+    workers: StoreOps,
 ) -> None:
     run = running(workers)
     done = workers.waitpoint_create(token(idempotency_key="approval-7"), T0)
@@ -204,7 +203,7 @@ def test_a_waitpoint_whose_idempotency_key_matches_a_done_one_completes_at_once(
     assert result_of(recorded) == {"ok": True, "output": "yes"}
 
 
-def test_a_step_with_a_result_is_recorded_completed_without_a_waitpoint(workers: Store) -> None:
+def test_a_step_with_a_result_is_recorded_completed_without_a_waitpoint(workers: StoreOps) -> None:
     run = running(workers)
 
     recorded = workers.wait_register(
@@ -215,7 +214,7 @@ def test_a_step_with_a_result_is_recorded_completed_without_a_waitpoint(workers:
     assert waits_of(workers, run) == [recorded]
 
 
-def test_run_waits_list_is_per_attempt_in_sequence_order(workers: Store) -> None:
+def test_run_waits_list_is_per_attempt_in_sequence_order(workers: StoreOps) -> None:
     run = running(workers)
     for seq in (3, 1, 2):
         workers.wait_register(ref(run, seq), "duration", duration(T0 + seq * 10_000), None, T0)
@@ -230,7 +229,7 @@ def test_run_waits_list_is_per_attempt_in_sequence_order(workers: Store) -> None
 # -- waitpoint_create, waitpoint_get, token_complete ---------------------------------------
 
 
-def test_waitpoint_create_round_trips_a_token(workers: Store) -> None:
+def test_waitpoint_create_round_trips_a_token(workers: StoreOps) -> None:
     made = workers.waitpoint_create(
         token(resume_at=T0 + 60_000, tags=b'["order:1","vip"]', idempotency_key="k1"), T0
     )
@@ -242,7 +241,7 @@ def test_waitpoint_create_round_trips_a_token(workers: Store) -> None:
     assert workers.waitpoint_get("waitpoint_MISSING") is None
 
 
-def test_waitpoint_create_with_a_live_key_returns_the_first_token(workers: Store) -> None:
+def test_waitpoint_create_with_a_live_key_returns_the_first_token(workers: StoreOps) -> None:
     first = workers.waitpoint_create(
         token(idempotency_key="k", idempotency_expires_at=T0 + 1_000), T0
     )
@@ -261,7 +260,7 @@ def test_waitpoint_create_with_a_live_key_returns_the_first_token(workers: Store
     assert old is not None and old.idempotency_key is None
 
 
-def test_the_first_token_completion_wins(workers: Store) -> None:
+def test_the_first_token_completion_wins(workers: StoreOps) -> None:
     made = workers.waitpoint_create(token(), T0)
 
     assert workers.token_complete(made.id, b'{"n":1}', T0 + 1) == (True, [])
@@ -274,7 +273,7 @@ def test_the_first_token_completion_wins(workers: Store) -> None:
 
 
 def test_token_complete_refuses_unknown_timed_out_and_non_token_waitpoints(
-    workers: Store,
+    workers: StoreOps,
 ) -> None:
     timed = workers.waitpoint_create(token(resume_at=T0 + 10), T0)
     workers.waitpoints_complete_due(T0 + 10, 10)
@@ -289,7 +288,7 @@ def test_token_complete_refuses_unknown_timed_out_and_non_token_waitpoints(
     assert found is not None and found.status == "WAITING"
 
 
-def test_token_complete_requeues_the_runs_waiting_for_it(workers: Store) -> None:
+def test_token_complete_requeues_the_runs_waiting_for_it(workers: StoreOps) -> None:
     made = workers.waitpoint_create(token(), T0)
     runs = [running(workers, now=T0 + i) for i in range(2)]
     for run in runs:
@@ -317,7 +316,7 @@ def test_token_complete_requeues_the_runs_waiting_for_it(workers: Store) -> None
 # -- waitpoints_complete_due -------------------------------------------------------------------
 
 
-def test_due_durations_complete_and_requeue_their_runs(workers: Store) -> None:
+def test_due_durations_complete_and_requeue_their_runs(workers: StoreOps) -> None:
     run = running(workers)
     soon, later = duration(T0 + 6_000), duration(T0 + 9_000)
     workers.wait_register(ref(run, 1), "duration", soon, None, T0)
@@ -340,7 +339,7 @@ def test_due_durations_complete_and_requeue_their_runs(workers: Store) -> None:
     assert workers.waitpoints_complete_due(T0 + 6_000, 10) == []
 
 
-def test_due_tokens_time_out_with_an_error_result(workers: Store) -> None:
+def test_due_tokens_time_out_with_an_error_result(workers: StoreOps) -> None:
     run = running(workers)
     made = workers.waitpoint_create(token(resume_at=T0 + 1_000), T0)
     workers.wait_register(ref(run, 1), "token", None, made.id, T0)
@@ -358,7 +357,7 @@ def test_due_tokens_time_out_with_an_error_result(workers: Store) -> None:
     assert workers.token_complete(made.id, b"1", T0 + 2_000) == (False, [])
 
 
-def test_complete_due_respects_its_limit_oldest_first(workers: Store) -> None:
+def test_complete_due_respects_its_limit_oldest_first(workers: StoreOps) -> None:
     made = [workers.waitpoint_create(token(resume_at=T0 + 100 - i), T0) for i in range(5)]
 
     workers.waitpoints_complete_due(T0 + 200, 2)
@@ -376,7 +375,7 @@ def test_complete_due_respects_its_limit_oldest_first(workers: Store) -> None:
 # -- suspension through worker_tick ------------------------------------------------------------
 
 
-def test_a_run_with_a_pending_wait_becomes_waiting_and_frees_its_slot(workers: Store) -> None:
+def test_a_run_with_a_pending_wait_becomes_waiting_and_frees_its_slot(workers: StoreOps) -> None:
     workers.queues_declare([QueueDeclaration("one", "custom", 1)], T0)
     run = running(workers, queue="one")
     queued = insert(workers, new_run(now=T0 + 1, queue="one"))
@@ -397,7 +396,7 @@ def test_a_run_with_a_pending_wait_becomes_waiting_and_frees_its_slot(workers: S
     assert claim(workers, "w1", T0 + 4) == []
 
 
-def test_a_run_whose_waits_completed_already_is_not_suspended(workers: Store) -> None:
+def test_a_run_whose_waits_completed_already_is_not_suspended(workers: StoreOps) -> None:
     run = running(workers)
     made = workers.waitpoint_create(token(), T0)
     workers.wait_register(ref(run, 1), "token", None, made.id, T0)
@@ -416,7 +415,7 @@ def test_a_run_whose_waits_completed_already_is_not_suspended(workers: Store) ->
     assert status(workers, run.id) == "EXECUTING"
 
 
-def test_steps_complete_when_recorded_do_not_keep_a_run_from_waiting(workers: Store) -> None:
+def test_steps_complete_when_recorded_do_not_keep_a_run_from_waiting(workers: StoreOps) -> None:
     """A trigger, a token creation or a wait on a token done already returned its result
     to the run when it was recorded: only the wait still pending counts."""
     run = running(workers)
@@ -434,7 +433,7 @@ def test_steps_complete_when_recorded_do_not_keep_a_run_from_waiting(workers: St
 
 
 def test_a_parallel_wait_still_pending_suspends_after_the_first_is_delivered(
-    workers: Store,
+    workers: StoreOps,
 ) -> None:
     run = running(workers)
     first, second = workers.waitpoint_create(token(), T0), workers.waitpoint_create(token(), T0)
@@ -449,7 +448,7 @@ def test_a_parallel_wait_still_pending_suspends_after_the_first_is_delivered(
 
 @pytest.mark.parametrize("state", ["WAITING", "QUEUED"])
 def test_a_late_suspension_of_a_run_no_longer_running_hands_nothing_over(
-    workers: Store, state: str
+    workers: StoreOps, state: str
 ) -> None:
     """Parallel waits: the executor's second "wait" message can reach the store after the
     run was suspended by the first (and even after a child's outcome in the same tick put
@@ -477,7 +476,7 @@ def test_a_late_suspension_of_a_run_no_longer_running_hands_nothing_over(
     assert [(w.seq, w.status) for w in resumed.waits] == [(1, "COMPLETED")]
 
 
-def test_suspension_is_fenced_by_worker_and_attempt(workers: Store) -> None:
+def test_suspension_is_fenced_by_worker_and_attempt(workers: StoreOps) -> None:
     run = running(workers)
     workers.wait_register(ref(run, 1), "duration", duration(T0 + 60_000), None, T0)
 
@@ -490,7 +489,7 @@ def test_suspension_is_fenced_by_worker_and_attempt(workers: Store) -> None:
 # -- claims of suspended runs -------------------------------------------------------------
 
 
-def waiting_on_token(store: Store, worker: str = "w1", now: int = T0, **fields: Any) -> Any:
+def waiting_on_token(store: StoreOps, worker: str = "w1", now: int = T0, **fields: Any) -> Any:
     """A run of `worker` that made two steps (a trigger, then a token wait) and is WAITING."""
     run = running(store, worker, now, **fields)
     store.wait_register(ref(run, 1), "trigger", None, None, now, result=b'{"id":"run_X"}')
@@ -503,7 +502,7 @@ def waiting_on_token(store: Store, worker: str = "w1", now: int = T0, **fields: 
     return run, made
 
 
-def test_a_resumed_run_continues_its_attempt_on_its_own_worker(workers: Store) -> None:
+def test_a_resumed_run_continues_its_attempt_on_its_own_worker(workers: StoreOps) -> None:
     run, made = waiting_on_token(workers)
     done, requeued = workers.token_complete(made.id, b'"yes"', T0 + 10)
     assert (done, requeued) == (True, [run.id])
@@ -530,7 +529,7 @@ def test_a_resumed_run_continues_its_attempt_on_its_own_worker(workers: Store) -
     assert [(a.number, a.status) for a in workers.attempt_list(run.id)] == [(1, "COMPLETED")]
 
 
-def test_a_resumed_run_that_waits_again_gets_only_the_new_result(workers: Store) -> None:
+def test_a_resumed_run_that_waits_again_gets_only_the_new_result(workers: StoreOps) -> None:
     run, made = waiting_on_token(workers)
     workers.token_complete(made.id, b"1", T0 + 10)
     resumed = claim_one(workers, "w1", T0 + 11)
@@ -546,7 +545,7 @@ def test_a_resumed_run_that_waits_again_gets_only_the_new_result(workers: Store)
     assert again.attempt == 1
 
 
-def test_a_replay_on_another_worker_gets_every_recorded_wait(workers: Store) -> None:
+def test_a_replay_on_another_worker_gets_every_recorded_wait(workers: StoreOps) -> None:
     run, made = waiting_on_token(workers)
     workers.runs_unpark([run.id], "w2")  # not w2's: nothing happens
     workers.token_complete(made.id, b'"ok"', T0 + 10)
@@ -573,7 +572,7 @@ def test_a_replay_on_another_worker_gets_every_recorded_wait(workers: Store) -> 
     assert suspend(workers, "w2", replay, T0 + 14).suspended == [run.id]
 
 
-def test_a_replay_of_a_run_still_waiting_gets_the_pending_wait_too(workers: Store) -> None:
+def test_a_replay_of_a_run_still_waiting_gets_the_pending_wait_too(workers: StoreOps) -> None:
     run = running(workers)
     first, second = workers.waitpoint_create(token(), T0), workers.waitpoint_create(token(), T0)
     workers.wait_register(ref(run, 1), "token", None, first.id, T0)
@@ -588,7 +587,7 @@ def test_a_replay_of_a_run_still_waiting_gets_the_pending_wait_too(workers: Stor
 
 
 @pytest.mark.parametrize("how", ["worker_stop", "workers_reap"])
-def test_a_stopped_or_dead_worker_unparks_its_waiting_runs(workers: Store, how: str) -> None:
+def test_a_stopped_or_dead_worker_unparks_its_waiting_runs(workers: StoreOps, how: str) -> None:
     run, made = waiting_on_token(workers)
     if how == "worker_stop":
         workers.worker_stop("w1", T0 + 2)
@@ -605,7 +604,7 @@ def test_a_stopped_or_dead_worker_unparks_its_waiting_runs(workers: Store, how: 
     assert [w.seq for w in replay.waits] == [1, 2]
 
 
-def test_a_resumed_waiting_run_keeps_its_queue_timestamp(workers: Store) -> None:
+def test_a_resumed_waiting_run_keeps_its_queue_timestamp(workers: StoreOps) -> None:
     run, made = waiting_on_token(workers, queue="shared")
     newer = insert(workers, new_run(now=T0 + 5, queue="shared"))
     workers.token_complete(made.id, b"1", T0 + 10)
@@ -616,7 +615,7 @@ def test_a_resumed_waiting_run_keeps_its_queue_timestamp(workers: Store) -> None
     assert [c.id for c in claim(workers, "w1", T0 + 12, limit=1)] == [newer]
 
 
-def test_a_released_resumed_run_keeps_its_attempt_and_replays_anywhere(workers: Store) -> None:
+def test_a_released_resumed_run_keeps_its_attempt_and_replays_anywhere(workers: StoreOps) -> None:
     run, made = waiting_on_token(workers)
     workers.token_complete(made.id, b"1", T0 + 10)
     resumed = claim_one(workers, "w1", T0 + 11)
@@ -632,7 +631,7 @@ def test_a_released_resumed_run_keeps_its_attempt_and_replays_anywhere(workers: 
     assert resumed.attempt == replay.attempt
 
 
-def test_a_failed_attempt_after_a_wait_retries_as_a_new_attempt(workers: Store) -> None:
+def test_a_failed_attempt_after_a_wait_retries_as_a_new_attempt(workers: StoreOps) -> None:
     run, made = waiting_on_token(workers)
     workers.token_complete(made.id, b"1", T0 + 10)
     resumed = claim_one(workers, "w1", T0 + 11)
@@ -647,7 +646,7 @@ def test_a_failed_attempt_after_a_wait_retries_as_a_new_attempt(workers: Store) 
 # -- run_trigger_child ----------------------------------------------------------------------
 
 
-def test_a_child_triggered_without_waiting_is_recorded_for_replay(workers: Store) -> None:
+def test_a_child_triggered_without_waiting_is_recorded_for_replay(workers: StoreOps) -> None:
     parent = running(workers)
     child = child_of(parent)
 
@@ -667,7 +666,7 @@ def test_a_child_triggered_without_waiting_is_recorded_for_replay(workers: Store
     assert workers.run_get(other.id) is None
 
 
-def test_a_child_triggered_outside_a_recorded_step_records_nothing(workers: Store) -> None:
+def test_a_child_triggered_outside_a_recorded_step_records_nothing(workers: StoreOps) -> None:
     child = child_of("run_PARENT")
 
     result, recorded = workers.run_trigger_child(child, None, wait=False, now=T0)
@@ -676,7 +675,7 @@ def test_a_child_triggered_outside_a_recorded_step_records_nothing(workers: Stor
     assert status(workers, child.id) == "QUEUED"
 
 
-def test_trigger_and_wait_completes_the_parents_wait_when_the_child_ends(workers: Store) -> None:
+def test_trigger_and_wait_completes_the_parents_wait_when_the_child_ends(workers: StoreOps) -> None:
     parent = running(workers)
     child = child_of(parent)
 
@@ -710,7 +709,7 @@ def test_trigger_and_wait_completes_the_parents_wait_when_the_child_ends(workers
     assert (again.run_id, again.created, recorded_again) == (child.id, False, done)
 
 
-def test_a_failed_child_completes_the_wait_with_its_error(workers: Store) -> None:
+def test_a_failed_child_completes_the_wait_with_its_error(workers: StoreOps) -> None:
     parent = running(workers)
     child = child_of(parent)
     workers.run_trigger_child(child, ref(parent, 1), wait=True, now=T0 + 1)
@@ -723,7 +722,7 @@ def test_a_failed_child_completes_the_wait_with_its_error(workers: Store) -> Non
     assert data["error"] == {"type": "Error", "message": "it broke", "status": "FAILED"}
 
 
-def test_a_child_retry_does_not_complete_the_wait(workers: Store) -> None:
+def test_a_child_retry_does_not_complete_the_wait(workers: StoreOps) -> None:
     parent = running(workers)
     workers.run_trigger_child(child_of(parent), ref(parent, 1), wait=True, now=T0 + 1)
     claimed_child = claim_one(workers, "w2", T0 + 2)
@@ -735,7 +734,7 @@ def test_a_child_retry_does_not_complete_the_wait(workers: Store) -> None:
 
 @pytest.mark.parametrize("final", ["COMPLETED", "CANCELED"])
 def test_an_idempotent_hit_on_a_finished_child_completes_the_wait_at_once(
-    workers: Store, final: str
+    workers: StoreOps, final: str
 ) -> None:
     first = insert(
         workers,
@@ -765,7 +764,7 @@ def test_an_idempotent_hit_on_a_finished_child_completes_the_wait_at_once(
     assert suspend(workers, "w1", parent, T0 + 4).suspended == []
 
 
-def test_an_idempotent_hit_on_a_live_child_waits_for_it(workers: Store) -> None:
+def test_an_idempotent_hit_on_a_live_child_waits_for_it(workers: StoreOps) -> None:
     parent = running(workers, now=T0, task_id="parent-task")
     shared = insert(
         workers,
@@ -794,7 +793,7 @@ def batch_runs(parent: ClaimedRun | None, count: int, now: int = T0, **fields: A
     return [child_of(parent, now, task_id="item-task", **fields) for _ in range(count)]
 
 
-def test_a_batch_is_inserted_in_item_order(workers: Store) -> None:
+def test_a_batch_is_inserted_in_item_order(workers: StoreOps) -> None:
     runs = batch_runs(None, 3)
 
     results, recorded = workers.batch_insert("batch_1", None, runs, None, wait=False, now=T0)
@@ -804,7 +803,7 @@ def test_a_batch_is_inserted_in_item_order(workers: Store) -> None:
     assert all(status(workers, r.id) == "QUEUED" for r in runs)
 
 
-def test_a_batch_is_all_or_nothing(workers: Store) -> None:
+def test_a_batch_is_all_or_nothing(workers: StoreOps) -> None:
     existing = insert(workers, new_run())
     runs = batch_runs(None, 3)
     broken = [runs[0], runs[1], with_changes(runs[2], id=existing)]  # the third cannot insert
@@ -819,7 +818,7 @@ def test_a_batch_is_all_or_nothing(workers: Store) -> None:
     assert [r.run_id for r in results] == [r.id for r in runs]
 
 
-def test_a_batch_of_children_is_recorded_for_replay(workers: Store) -> None:
+def test_a_batch_of_children_is_recorded_for_replay(workers: StoreOps) -> None:
     parent = running(workers)
     runs = batch_runs(parent, 2)
 
@@ -837,7 +836,7 @@ def test_a_batch_of_children_is_recorded_for_replay(workers: Store) -> None:
     assert recorded_again == recorded
 
 
-def test_a_waited_batch_completes_when_every_item_is_final(workers: Store) -> None:
+def test_a_waited_batch_completes_when_every_item_is_final(workers: StoreOps) -> None:
     parent = running(workers)
     runs = batch_runs(parent, 3)
     _, recorded = workers.batch_insert(
@@ -869,7 +868,7 @@ def test_a_waited_batch_completes_when_every_item_is_final(workers: Store) -> No
     assert data["runs"][0]["error"]["status"] == "FAILED"
 
 
-def test_a_waited_batch_counts_items_that_were_final_already(workers: Store) -> None:
+def test_a_waited_batch_counts_items_that_were_final_already(workers: StoreOps) -> None:
     done = insert(
         workers,
         new_run(task_id="item-task", idempotency_key="d", idempotency_expires_at=T0 + 10**9),
@@ -895,7 +894,7 @@ def test_a_waited_batch_counts_items_that_were_final_already(workers: Store) -> 
     ]
 
 
-def test_a_waited_batch_whose_items_are_all_final_completes_at_once(workers: Store) -> None:
+def test_a_waited_batch_whose_items_are_all_final_completes_at_once(workers: StoreOps) -> None:
     done = insert(
         workers,
         new_run(task_id="item-task", idempotency_key="d", idempotency_expires_at=T0 + 10**9),
@@ -916,7 +915,7 @@ def test_a_waited_batch_whose_items_are_all_final_completes_at_once(workers: Sto
     assert [r["id"] for r in result_of(recorded)["runs"]] == [done]
 
 
-def test_a_batch_with_the_same_run_twice_completes(workers: Store) -> None:
+def test_a_batch_with_the_same_run_twice_completes(workers: StoreOps) -> None:
     parent = running(workers)
     first = child_of(parent, T0 + 1, task_id="item-task", idempotency_key="same")
     second = child_of(parent, T0 + 1, task_id="item-task", idempotency_key="same")
@@ -935,7 +934,7 @@ def test_a_batch_with_the_same_run_twice_completes(workers: Store) -> None:
     ]
 
 
-def test_an_item_cancelled_while_it_executes_counts_once(workers: Store) -> None:
+def test_an_item_cancelled_while_it_executes_counts_once(workers: StoreOps) -> None:
     """Cancel marks the item final; its worker's late outcome must not count it again."""
     parent = running(workers)
     runs = batch_runs(parent, 2)
@@ -1016,7 +1015,7 @@ def test_a_waited_batch_completes_exactly_when_its_last_item_is_final(
 # -- cancellation ------------------------------------------------------------------------
 
 
-def test_cancelling_a_parent_cancels_its_live_children_recursively(workers: Store) -> None:
+def test_cancelling_a_parent_cancels_its_live_children_recursively(workers: StoreOps) -> None:
     parent = running(workers, task_id="parent-task")
     child = child_of(parent, T0 + 1)
     _, child_wait = workers.run_trigger_child(child, ref(parent, 1), wait=True, now=T0 + 1)
@@ -1053,7 +1052,7 @@ def test_cancelling_a_parent_cancels_its_live_children_recursively(workers: Stor
 
 
 def test_a_cancelled_waiting_run_signals_the_worker_holding_its_coroutine(
-    workers: Store,
+    workers: StoreOps,
 ) -> None:
     run, made = waiting_on_token(workers)
 
@@ -1068,7 +1067,7 @@ def test_a_cancelled_waiting_run_signals_the_worker_holding_its_coroutine(
     assert status(workers, run.id) == "CANCELED"
 
 
-def test_the_cancelled_attempt_of_a_waiting_run_is_recorded_once(workers: Store) -> None:
+def test_the_cancelled_attempt_of_a_waiting_run_is_recorded_once(workers: StoreOps) -> None:
     """The worker stops the parked coroutine of a cancelled WAITING run and reports its
     attempt: recorded, without counting the run twice in a batch waiting for it."""
     parent = running(workers)
@@ -1093,7 +1092,7 @@ def test_the_cancelled_attempt_of_a_waiting_run_is_recorded_once(workers: Store)
 
 
 def test_a_late_outcome_from_the_worker_that_lost_a_waiting_run_is_rejected(
-    workers: Store,
+    workers: StoreOps,
 ) -> None:
     run, made = waiting_on_token(workers)
     workers.worker_stop("w1", T0 + 2)
@@ -1109,7 +1108,7 @@ def test_a_late_outcome_from_the_worker_that_lost_a_waiting_run_is_rejected(
 
 
 def test_a_child_finishing_after_its_parent_was_cancelled_does_not_resurrect_it(
-    workers: Store,
+    workers: StoreOps,
 ) -> None:
     parent = running(workers)
     child = child_of(parent)
@@ -1135,7 +1134,7 @@ def test_a_child_finishing_after_its_parent_was_cancelled_does_not_resurrect_it(
 # -- idempotency_key_reset ----------------------------------------------------------------
 
 
-def test_idempotency_key_reset_frees_the_key_for_a_new_run(workers: Store) -> None:
+def test_idempotency_key_reset_frees_the_key_for_a_new_run(workers: StoreOps) -> None:
     first = insert(
         workers, new_run(task_id="t", idempotency_key="k", idempotency_expires_at=T0 + 10**9)
     )
@@ -1160,7 +1159,7 @@ def test_idempotency_key_reset_frees_the_key_for_a_new_run(workers: Store) -> No
 # -- metadata of a waiting parent --------------------------------------------------------
 
 
-def test_children_change_the_metadata_of_their_waiting_parent(workers: Store) -> None:
+def test_children_change_the_metadata_of_their_waiting_parent(workers: StoreOps) -> None:
     """A child's flush applies operations to itself, its parent and its root in one
     transaction, while the parent waits; a change over 256 KB is refused alone."""
     parent = running(workers, metadata=b'{"done":0}')
@@ -1176,7 +1175,6 @@ def test_children_change_the_metadata_of_their_waiting_parent(workers: Store) ->
             (parent.id, [["increment", "done", 1], ["append", "log", "child ran"]]),
             ("run_MISSING", [["set", "x", 1]]),
         ],
-        merge=merged,
     )
     too_big = workers.run_metadata_apply(
         child.id,
@@ -1185,7 +1183,6 @@ def test_children_change_the_metadata_of_their_waiting_parent(workers: Store) ->
             (parent.id, [["set", "blob", "x" * 300_000]]),
             (child.id, [["delete", "x", None]]),
         ],
-        merge=merged,
     )
 
     assert (refused, too_big) == ([], [parent.id])

@@ -1,4 +1,4 @@
-"""Store: worker ticks (claims, starts, fenced outcomes, events, signals), leases and rescue."""
+"""StoreOps: worker ticks (claims, starts, fenced outcomes, events, signals), leases and rescue."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from storekit import (
     tick,
 )
 
-from taskloom.store.base import Store
+from storeops import StoreOps
 from taskloom.store.records import AttemptRecord, AttemptStart, LapsedAttempt, NewEvent
 
 # -- claiming ------------------------------------------------------------------------------
 
 
-def test_a_claim_fences_the_run_to_the_worker_and_counts_an_attempt(store: Store) -> None:
+def test_a_claim_fences_the_run_to_the_worker_and_counts_an_attempt(store: StoreOps) -> None:
     run = new_run(tags=b'["t"]', metadata=b'{"m":1}', idempotency_key="k")
     insert(store, run)
     register(store, "w1")
@@ -53,7 +53,7 @@ def test_a_claim_fences_the_run_to_the_worker_and_counts_an_attempt(store: Store
     assert claim(store, "w2", T0 + 6) == []
 
 
-def test_claim_respects_the_limit_and_zero_claims_nothing(store: Store) -> None:
+def test_claim_respects_the_limit_and_zero_claims_nothing(store: StoreOps) -> None:
     for _ in range(5):
         insert(store, new_run())
     register(store, "w1")
@@ -69,7 +69,7 @@ def test_claim_respects_the_limit_and_zero_claims_nothing(store: Store) -> None:
     [(T0 + 499, {"now", "ttl"}), (T0 + 500, {"now"}), (T0 + 1_000, {"now", "later"})],
 )
 def test_claim_edges_of_available_at_and_expires_at(
-    store: Store, now: int, claimable: set[str]
+    store: StoreOps, now: int, claimable: set[str]
 ) -> None:
     runs = {
         "now": new_run(),
@@ -81,7 +81,7 @@ def test_claim_edges_of_available_at_and_expires_at(
     assert {names[c.id] for c in claim(store, "w1", now)} == claimable
 
 
-def test_claim_order_is_sort_key_so_priority_jumps_the_line(store: Store) -> None:
+def test_claim_order_is_sort_key_so_priority_jumps_the_line(store: StoreOps) -> None:
     old = new_run(now=T0)
     newer_urgent = new_run(now=T0 + 10_000, priority_ms=20_000)  # as if triggered 20 s earlier
     newer = new_run(now=T0 + 5_000)
@@ -134,7 +134,7 @@ def test_claims_take_the_lowest_queue_ts_minus_priority_first(
 # -- heartbeats and liveness ------------------------------------------------------------------
 
 
-def test_a_tick_is_a_heartbeat(store: Store) -> None:
+def test_a_tick_is_a_heartbeat(store: StoreOps) -> None:
     register(store, "w1", now=T0)
     register(store, "w2", now=T0)
     tick(store, "w1", T0 + 20_000)
@@ -144,7 +144,7 @@ def test_a_tick_is_a_heartbeat(store: Store) -> None:
     assert not store.worker_heartbeat("w2", T0 + 40_000)
 
 
-def test_heartbeat_keeps_a_worker_alive_until_its_lease_passes(store: Store) -> None:
+def test_heartbeat_keeps_a_worker_alive_until_its_lease_passes(store: StoreOps) -> None:
     register(store, "w1", now=T0)
     assert store.worker_heartbeat("w1", T0 + 10_000)
     assert store.workers_reap(T0 + 10_000 + LEASE_MS, LEASE_MS) == []
@@ -152,7 +152,7 @@ def test_heartbeat_keeps_a_worker_alive_until_its_lease_passes(store: Store) -> 
     assert store.workers_reap(T0 + 10_002 + LEASE_MS, LEASE_MS) == []  # reaped once
 
 
-def test_a_reaped_worker_is_dead_and_claims_nothing(store: Store) -> None:
+def test_a_reaped_worker_is_dead_and_claims_nothing(store: StoreOps) -> None:
     run_id = insert(store, new_run())
     register(store, "w1", now=T0)
     assert store.workers_reap(T0 + LEASE_MS + 1, LEASE_MS) == ["w1"]
@@ -165,7 +165,7 @@ def test_a_reaped_worker_is_dead_and_claims_nothing(store: Store) -> None:
     assert record is not None and record.status == "QUEUED"
 
 
-def test_an_unknown_or_stopped_worker_is_not_alive(store: Store) -> None:
+def test_an_unknown_or_stopped_worker_is_not_alive(store: StoreOps) -> None:
     insert(store, new_run())
     assert not tick(store, "never-registered", T0, claim_limit=1).worker_alive
     register(store, "w1")
@@ -178,7 +178,7 @@ def test_an_unknown_or_stopped_worker_is_not_alive(store: Store) -> None:
 # -- starts ------------------------------------------------------------------------------
 
 
-def test_a_start_moves_the_run_to_executing(store: Store) -> None:
+def test_a_start_moves_the_run_to_executing(store: StoreOps) -> None:
     run_id = insert(store, new_run())
     register(store, "w1")
     claimed = claim_one(store, "w1", T0)
@@ -191,7 +191,9 @@ def test_a_start_moves_the_run_to_executing(store: Store) -> None:
 
 
 @pytest.mark.parametrize(("worker", "attempt"), [("w2", 1), ("w1", 2), ("w1", 0)])
-def test_a_start_is_fenced_by_worker_and_attempt(store: Store, worker: str, attempt: int) -> None:
+def test_a_start_is_fenced_by_worker_and_attempt(
+    store: StoreOps, worker: str, attempt: int
+) -> None:
     run_id = insert(store, new_run())
     register(store, "w1")
     register(store, "w2")
@@ -204,7 +206,7 @@ def test_a_start_is_fenced_by_worker_and_attempt(store: Store, worker: str, atte
     assert (record.status, record.started_at) == ("DEQUEUED", None)
 
 
-def test_started_at_is_the_first_attempts_start(store: Store) -> None:
+def test_started_at_is_the_first_attempts_start(store: StoreOps) -> None:
     run_id = insert(store, new_run())
     register(store, "w1")
     first = claim_one(store, "w1", T0)
@@ -222,7 +224,7 @@ def test_started_at_is_the_first_attempts_start(store: Store) -> None:
 
 
 @pytest.fixture
-def executing(store: Store) -> str:
+def executing(store: StoreOps) -> str:
     """A run claimed by w1 (attempt 1) and started at T0 + 1; w2 is another live worker."""
     run_id = insert(store, new_run(idempotency_key="k", idempotency_expires_at=T0 + 10**9))
     register(store, "w1")
@@ -231,7 +233,7 @@ def executing(store: Store) -> str:
     return run_id
 
 
-def test_success_completes_the_run(store: Store, executing: str) -> None:
+def test_success_completes_the_run(store: StoreOps, executing: str) -> None:
     done = outcome(
         executing, 1, "w1", "COMPLETED", finished_at=T0 + 50, started_at=T0 + 1, output=b'{"x":1}'
     )
@@ -248,7 +250,7 @@ def test_success_completes_the_run(store: Store, executing: str) -> None:
     ]
 
 
-def test_final_failure_fails_the_run_and_may_clear_its_key(store: Store, executing: str) -> None:
+def test_final_failure_fails_the_run_and_may_clear_its_key(store: StoreOps, executing: str) -> None:
     error = b'{"type":"Error","message":"bad"}'
     failed = outcome(
         executing,
@@ -272,7 +274,7 @@ def test_final_failure_fails_the_run_and_may_clear_its_key(store: Store, executi
 
 
 def test_a_retry_requeues_the_run_for_later_and_frees_the_worker(
-    store: Store, executing: str
+    store: StoreOps, executing: str
 ) -> None:
     error = b'{"message":"flaky"}'
     retry = outcome(
@@ -301,7 +303,7 @@ def test_a_retry_requeues_the_run_for_later_and_frees_the_worker(
     assert (again.id, again.attempt) == (executing, 2)
 
 
-def test_a_released_outcome_does_not_use_an_attempt(store: Store, executing: str) -> None:
+def test_a_released_outcome_does_not_use_an_attempt(store: StoreOps, executing: str) -> None:
     released = outcome(
         executing, 1, "w1", "QUEUED", finished_at=T0 + 50, released=True, retry_at=T0 + 60
     )
@@ -318,7 +320,7 @@ def test_a_released_outcome_does_not_use_an_attempt(store: Store, executing: str
     ("worker", "attempt"), [("w2", 1), ("w1", 2), ("w1", 0)], ids=["other-worker", "ahead", "old"]
 )
 def test_outcomes_are_fenced_by_worker_and_attempt(
-    store: Store, executing: str, worker: str, attempt: int
+    store: StoreOps, executing: str, worker: str, attempt: int
 ) -> None:
     before = store.run_get(executing)
     wrong = outcome(executing, attempt, worker, "COMPLETED", finished_at=T0 + 9, output=b"1")
@@ -332,13 +334,13 @@ def test_outcomes_are_fenced_by_worker_and_attempt(
     assert store.attempt_list(executing) == []
 
 
-def test_an_outcome_for_a_missing_run_is_rejected(store: Store) -> None:
+def test_an_outcome_for_a_missing_run_is_rejected(store: StoreOps) -> None:
     register(store, "w1")
     late = outcome("run_MISSING", 1, "w1", "COMPLETED", finished_at=T0)
     assert tick(store, "w1", T0, outcomes=[late]).rejected == ["run_MISSING"]
 
 
-def test_a_duplicate_outcome_is_applied_once(store: Store, executing: str) -> None:
+def test_a_duplicate_outcome_is_applied_once(store: StoreOps, executing: str) -> None:
     done = outcome(executing, 1, "w1", "COMPLETED", finished_at=T0 + 5, output=b"1")
     assert tick(store, "w1", T0 + 5, outcomes=[done]).applied == [executing]
     again = outcome(executing, 1, "w1", "FAILED", finished_at=T0 + 6, error=b'{"m":"x"}')
@@ -349,7 +351,9 @@ def test_a_duplicate_outcome_is_applied_once(store: Store, executing: str) -> No
     assert [a.status for a in store.attempt_list(executing)] == ["COMPLETED"]
 
 
-def test_two_outcomes_for_one_attempt_in_one_tick_apply_once(store: Store, executing: str) -> None:
+def test_two_outcomes_for_one_attempt_in_one_tick_apply_once(
+    store: StoreOps, executing: str
+) -> None:
     # A batch may carry a resent outcome next to the original: only the first counts.
     done = outcome(executing, 1, "w1", "COMPLETED", finished_at=T0 + 5, output=b"1")
     resent = outcome(executing, 1, "w1", "FAILED", finished_at=T0 + 6, error=b'{"m":"x"}')
@@ -366,7 +370,7 @@ def test_two_outcomes_for_one_attempt_in_one_tick_apply_once(store: Store, execu
 
 
 def test_a_stale_outcome_does_not_shadow_the_right_one_in_the_same_tick(
-    store: Store, executing: str
+    store: StoreOps, executing: str
 ) -> None:
     stale = outcome(executing, 0, "w1", "FAILED", finished_at=T0 + 5)
     done = outcome(executing, 1, "w1", "COMPLETED", finished_at=T0 + 6, output=b"1")
@@ -376,13 +380,13 @@ def test_a_stale_outcome_does_not_shadow_the_right_one_in_the_same_tick(
     assert record is not None and record.status == "COMPLETED"
 
 
-def test_one_rescue_batch_with_a_duplicate_applies_once(store: Store, executing: str) -> None:
+def test_one_rescue_batch_with_a_duplicate_applies_once(store: StoreOps, executing: str) -> None:
     crash = outcome(executing, 1, "w1", "QUEUED", attempt_status="CRASHED", finished_at=T0 + 9)
     assert store.attempts_finish([crash, crash]) == [executing]
     assert [a.status for a in store.attempt_list(executing)] == ["CRASHED"]
 
 
-def test_one_tick_applies_several_outcomes_and_claims_after_them(store: Store) -> None:
+def test_one_tick_applies_several_outcomes_and_claims_after_them(store: StoreOps) -> None:
     register(store, "w1")
     ids = [insert(store, new_run(now=T0 + i)) for i in range(3)]
     claimed = claim(store, "w1", T0 + 10, limit=2)
@@ -403,7 +407,11 @@ def test_one_tick_applies_several_outcomes_and_claims_after_them(store: Store) -
 # -- events ------------------------------------------------------------------------------
 
 
-def test_events_are_appended_in_order_and_paged(store: Store, executing: str) -> None:
+def test_events_are_appended_in_order_and_paged(store: StoreOps, executing: str) -> None:
+    # The claim and the start journaled the run's status changes first.
+    journaled = store.event_list(executing)
+    assert [e.kind for e in journaled] == ["status", "status"]
+    since = journaled[-1].id
     other = insert(store, new_run())
     tick(
         store,
@@ -418,7 +426,7 @@ def test_events_are_appended_in_order_and_paged(store: Store, executing: str) ->
     store.events_append([NewEvent(executing, None, T0 + 4, "cancel", b"{}")])
     store.events_append([])
 
-    events = store.event_list(executing)
+    events = store.event_list(executing, after_id=since)
     assert [(e.attempt, e.ts, e.kind, e.data) for e in events] == [
         (1, T0 + 2, "log", b'{"line":1}'),
         (1, T0 + 3, "span", b'{"line":2}'),
@@ -427,14 +435,15 @@ def test_events_are_appended_in_order_and_paged(store: Store, executing: str) ->
     assert all(e.run_id == executing for e in events)
     assert [e.id for e in events] == sorted(e.id for e in events)
     assert store.event_list(executing, after_id=events[0].id) == events[1:]
-    assert store.event_list(executing, limit=2) == events[:2]
+    assert store.event_list(executing, after_id=since, limit=2) == events[:2]
     assert store.event_list(executing, after_id=events[-1].id) == []
     assert [e.kind for e in store.event_list(other)] == ["log"]
 
 
 def test_a_tick_with_a_rejected_outcome_still_appends_its_events(
-    store: Store, executing: str
+    store: StoreOps, executing: str
 ) -> None:
+    since = store.event_list(executing)[-1].id
     wrong = outcome(executing, 1, "w2", "COMPLETED", finished_at=T0 + 9)
     tick(
         store,
@@ -443,13 +452,14 @@ def test_a_tick_with_a_rejected_outcome_still_appends_its_events(
         outcomes=[wrong],
         events=[NewEvent(executing, 1, T0 + 9, "log", b"{}")],
     )
-    assert [e.kind for e in store.event_list(executing)] == ["log"]
+    # The log is appended; the rejected outcome journals no status change.
+    assert [e.kind for e in store.event_list(executing, after_id=since)] == ["log"]
 
 
 # -- lapsed leases and rescue ------------------------------------------------------------------
 
 
-def test_lapsed_attempts_are_those_of_workers_without_a_recent_heartbeat(store: Store) -> None:
+def test_lapsed_attempts_are_those_of_workers_without_a_recent_heartbeat(store: StoreOps) -> None:
     register(store, "w1", now=T0)
     register(store, "w2", now=T0)
     held_by_w1 = insert(store, new_run())
@@ -471,7 +481,7 @@ def test_lapsed_attempts_are_those_of_workers_without_a_recent_heartbeat(store: 
     assert store.attempts_lapsed(T0 + 1 + LEASE_MS, LEASE_MS, 100) == []  # not yet
 
 
-def test_lapsed_attempts_include_dead_workers_and_respect_the_limit(store: Store) -> None:
+def test_lapsed_attempts_include_dead_workers_and_respect_the_limit(store: StoreOps) -> None:
     register(store, "w1", now=T0)
     for _ in range(3):
         insert(store, new_run())
@@ -481,7 +491,7 @@ def test_lapsed_attempts_include_dead_workers_and_respect_the_limit(store: Store
     assert len(store.attempts_lapsed(T0 + LEASE_MS + 1, LEASE_MS, 10)) == 3
 
 
-def test_rescue_records_a_crash_and_a_late_outcome_is_rejected(store: Store) -> None:
+def test_rescue_records_a_crash_and_a_late_outcome_is_rejected(store: StoreOps) -> None:
     run_id = insert(store, new_run())
     register(store, "w1", now=T0)
     register(store, "w2", now=T0)
@@ -527,7 +537,7 @@ def test_rescue_records_a_crash_and_a_late_outcome_is_rejected(store: Store) -> 
     assert store.attempts_finish([rescue]) == []
 
 
-def test_rescue_on_the_last_attempt_crashes_the_run(store: Store) -> None:
+def test_rescue_on_the_last_attempt_crashes_the_run(store: StoreOps) -> None:
     run_id = insert(store, new_run(max_attempts=1, idempotency_key="k"))
     register(store, "w1", now=T0)
     claim_one(store, "w1", T0)
@@ -554,7 +564,7 @@ def test_rescue_on_the_last_attempt_crashes_the_run(store: Store) -> None:
 # -- release ------------------------------------------------------------------------------
 
 
-def test_release_puts_held_runs_back_without_using_an_attempt(store: Store) -> None:
+def test_release_puts_held_runs_back_without_using_an_attempt(store: StoreOps) -> None:
     register(store, "w1")
     register(store, "w2")
     mine = [insert(store, new_run(now=T0 + i)) for i in range(2)]
@@ -578,3 +588,22 @@ def test_release_puts_held_runs_back_without_using_an_attempt(store: Store) -> N
     assert sorted((c.id, c.attempt) for c in again) == sorted(
         [(mine[0], 1), (mine[1], 1), (queued, 1)]
     )
+
+
+def test_events_after_tails_every_run_in_order(store: StoreOps, executing: str) -> None:
+    other = insert(store, new_run())
+    start = store.store.read(lambda s: s.event_last_id())
+    tick(
+        store,
+        "w1",
+        T0 + 2,
+        events=[
+            NewEvent(other, None, T0 + 2, "log", b"{}"),
+            NewEvent(executing, 1, T0 + 2, "log", b"{}"),
+        ],
+    )
+    tailed = store.store.read(lambda s: s.events_after(start, 10))
+    assert [e.run_id for e in tailed] == [other, executing]
+    assert store.store.read(lambda s: s.event_last_id()) == tailed[-1].id
+    assert store.store.read(lambda s: s.events_after(tailed[0].id, 10)) == tailed[1:]
+    assert store.store.read(lambda s: s.events_after(start, 1)) == tailed[:1]

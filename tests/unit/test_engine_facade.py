@@ -10,9 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from storeops import StoreOps
 from taskloom.clock import FakeClock
 from taskloom.config import Config
 from taskloom.engine.engine import Engine
+from taskloom.engine.events import Journal
 from taskloom.engine.spec import TaskSpec
 from taskloom.engine.states import InvalidTransitionError
 from taskloom.engine.wake import DELAYED, RUNS_READY, SIGNAL, WakeListener
@@ -121,7 +123,9 @@ def test_resolve_spec_prefers_local_then_the_worker_catalog(
     assert "known tasks" not in str(raised.value)
 
     other = TaskSpec(id="elsewhere", queue="task/elsewhere", retry=Retry(), machine="small-1x")
-    store.task_catalog_upsert([TaskDefinitionRecord("elsewhere", other.to_json(), None, T0)])
+    StoreOps(store).task_catalog_upsert(
+        [TaskDefinitionRecord("elsewhere", other.to_json(), None, T0)]
+    )
     assert engine.resolve_spec("elsewhere") == other
     with pytest.raises(UnknownTaskError, match="known tasks: elsewhere"):
         engine.resolve_spec("nowhere")
@@ -145,8 +149,8 @@ def test_cancelling_a_held_run_wakes_its_worker(
 ) -> None:
     run_id = engine.trigger(SPEC, None, {}).run_id
     woken(listener)
-    store.worker_register(WorkerInfo("w1", "host", 1, 1, T0), T0)
-    store.worker_tick(WorkerTick("w1", T0, claim_limit=1))
+    StoreOps(store).worker_register(WorkerInfo("w1", "host", 1, 1, T0), T0)
+    StoreOps(store).worker_tick(WorkerTick("w1", T0, claim_limit=1))
 
     assert engine.cancel(run_id) is RunStatus.DEQUEUED
     assert woken(listener) == {SIGNAL}
@@ -182,8 +186,8 @@ def test_replay_is_a_new_run_with_the_same_payload_and_tags(
     run = engine.retrieve(replay.run_id)
     assert (run.payload, run.tags, run.replayed_from) == ({"order": 7}, ["vip"], original)
     assert run.created_at.timestamp() * 1000 == T0 + 10_000
-    first = store.run_get(original)
-    again = store.run_get(replay.run_id)
+    first = StoreOps(store).run_get(original)
+    again = StoreOps(store).run_get(replay.run_id)
     assert first is not None and again is not None
     assert again.payload == first.payload  # byte for byte, not re-encoded
     assert orjson.loads(again.payload or b"") == {"order": 7}
@@ -197,7 +201,9 @@ def test_retrieve_and_attempts(engine: Engine) -> None:
     assert [r.id for r in engine.list_runs(RunFilter(task_ids=("facade",)))] == [run_id]
 
 
-def test_check_applies_the_transition_table(engine: Engine) -> None:
-    engine.check("run_1", RunStatus.QUEUED, RunStatus.DEQUEUED)
+def test_journaled_status_changes_apply_the_transition_table() -> None:
+    journal = Journal(T0)
+    journal.status("run_1", 1, RunStatus.QUEUED, RunStatus.DEQUEUED)
     with pytest.raises(InvalidTransitionError, match="run_1 is COMPLETED"):
-        engine.check("run_1", RunStatus.COMPLETED, RunStatus.QUEUED)
+        journal.status("run_1", 1, RunStatus.COMPLETED, RunStatus.QUEUED)
+    assert [(e.run_id, e.kind) for e in journal.events] == [("run_1", "status")]

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from storeops import StoreOps
 from taskloom.clock import FakeClock
 from taskloom.config import Config
 from taskloom.engine.engine import Engine
@@ -41,9 +42,9 @@ SPEC = TaskSpec(
 CLOCK = FakeClock(T0)
 
 
-def engine_on(store: SqliteStore) -> Engine:
+def engine_on(store: StoreOps) -> Engine:
     """An engine on the test's store whose clock the test sets (see `at`)."""
-    return Engine(store, CONFIG, clock=CLOCK)
+    return Engine(store.store, CONFIG, clock=CLOCK)
 
 
 def at(now: int, service: Any) -> Any:
@@ -53,30 +54,30 @@ def at(now: int, service: Any) -> Any:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "taskloom.db")
+def store(tmp_path: Path) -> Iterator[StoreOps]:
+    opened = StoreOps(SqliteStore(tmp_path / "taskloom.db"))
     opened.migrate()
     yield opened
     opened.close()
 
 
-def trigger(store: SqliteStore, now: int = T0, **options: Any) -> str:
+def trigger(store: StoreOps, now: int = T0, **options: Any) -> str:
     run = build_new_run(SPEC, b"{}", options, now=now, config=CONFIG)
     assert store.run_insert(run, now).created
     return run.id
 
 
-def get(store: SqliteStore, run_id: str) -> RunRecord:
+def get(store: StoreOps, run_id: str) -> RunRecord:
     record = store.run_get(run_id)
     assert record is not None
     return record
 
 
-def register(store: SqliteStore, worker_id: str, now: int = T0) -> None:
+def register(store: StoreOps, worker_id: str, now: int = T0) -> None:
     store.worker_register(WorkerInfo(worker_id, "host", 1, 10, now), now)
 
 
-def claim_and_start(store: SqliteStore, worker_id: str, now: int) -> ClaimedRun:
+def claim_and_start(store: StoreOps, worker_id: str, now: int) -> ClaimedRun:
     [claimed] = store.worker_tick(WorkerTick(worker_id, now, claim_limit=1)).claimed
     store.worker_tick(
         WorkerTick(worker_id, now, starts=[AttemptStart(claimed.id, claimed.attempt, now)])
@@ -87,7 +88,7 @@ def claim_and_start(store: SqliteStore, worker_id: str, now: int) -> ClaimedRun:
 # -- DelayedPromoter -------------------------------------------------------------------------
 
 
-def test_the_promoter_queues_delayed_runs_whose_time_has_come(store: SqliteStore) -> None:
+def test_the_promoter_queues_delayed_runs_whose_time_has_come(store: StoreOps) -> None:
     soon = trigger(store, delay="10s")
     later = trigger(store, delay="1h")
     promoter = DelayedPromoter(engine_on(store))
@@ -102,7 +103,7 @@ def test_the_promoter_queues_delayed_runs_whose_time_has_come(store: SqliteStore
 
 
 def test_the_promoter_keeps_going_past_one_batch(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    store: StoreOps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(maintenance, "BATCH", 2)
     ids = [trigger(store, delay=f"{i}s") for i in range(1, 6)]
@@ -110,7 +111,7 @@ def test_the_promoter_keeps_going_past_one_batch(
     assert {get(store, run_id).status for run_id in ids} == {"QUEUED"}
 
 
-def test_a_promoted_run_starts_its_ttl_then(store: SqliteStore) -> None:
+def test_a_promoted_run_starts_its_ttl_then(store: StoreOps) -> None:
     run_id = trigger(store, delay="10s", ttl="5s")
     at(T0 + 12_000, DelayedPromoter(engine_on(store)))
     assert get(store, run_id).expires_at == T0 + 12_000 + 5_000
@@ -122,7 +123,7 @@ def test_a_promoted_run_starts_its_ttl_then(store: SqliteStore) -> None:
 # -- TtlExpirer ------------------------------------------------------------------------------
 
 
-def test_the_expirer_ends_queued_runs_past_their_ttl(store: SqliteStore) -> None:
+def test_the_expirer_ends_queued_runs_past_their_ttl(store: StoreOps) -> None:
     short = trigger(store, ttl="5s", idempotency_key="k")
     long = trigger(store, ttl="1m")
     forever = trigger(store)
@@ -144,14 +145,14 @@ def test_the_expirer_ends_queued_runs_past_their_ttl(store: SqliteStore) -> None
 
 
 def test_the_expirer_keeps_going_past_one_batch(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    store: StoreOps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(maintenance, "BATCH", 2)
     ids = {trigger(store, ttl=1) for _ in range(5)}
     assert set(at(T0 + 1_000, TtlExpirer(engine_on(store)))) == ids
 
 
-def test_a_claimed_run_does_not_expire(store: SqliteStore) -> None:
+def test_a_claimed_run_does_not_expire(store: StoreOps) -> None:
     run_id = trigger(store, ttl="5s")
     register(store, "w1")
     claim_and_start(store, "w1", T0 + 1_000)
@@ -163,7 +164,7 @@ def test_a_claimed_run_does_not_expire(store: SqliteStore) -> None:
 
 
 def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeued(
-    store: SqliteStore,
+    store: StoreOps,
 ) -> None:
     run_id = trigger(store, idempotency_key="k")
     register(store, "w1")
@@ -204,7 +205,7 @@ def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeu
     assert (again.id, again.attempt) == (claimed.id, 2)
 
 
-def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: SqliteStore) -> None:
+def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: StoreOps) -> None:
     run_id = trigger(store, max_attempts=2, idempotency_key="k")
     register(store, "w1")
     rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
@@ -232,7 +233,7 @@ def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: SqliteStore) ->
     assert store.worker_tick(WorkerTick("w3", second + 1, claim_limit=5)).claimed == []
 
 
-def test_a_heartbeating_worker_is_never_rescued(store: SqliteStore) -> None:
+def test_a_heartbeating_worker_is_never_rescued(store: StoreOps) -> None:
     run_id = trigger(store)
     register(store, "w1")
     claim_and_start(store, "w1", T0)

@@ -1,17 +1,18 @@
 """The engine facade: every change to a run's state goes through here.
 
-Callers (the SDK, the CLI, workers, services) never write to the store directly; the
-engine validates, checks the transition table, writes through the store's guarded
-methods and wakes workers.
+Callers (the sdk, the cli, workers, services) never touch the store; the engine
+validates, composes each change as one store transaction (`inserting`, `cancelling`,
+`waitpoints`, `ticking`), journals every status change against the transition table
+(`events.Journal`, `states`), and wakes workers. Worker- and service-facing calls are
+grouped on `engine.workers` and `engine.maintenance`; waits and tokens on `engine.waits`;
+queues on `engine.queues_admin`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
-
-import orjson
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
@@ -21,23 +22,31 @@ from ..store.base import Store
 from ..store.records import (
     EventRecord,
     InsertResult,
+    NewRun,
     NewWaitpoint,
     RecordedWait,
     RunFilter,
+    RunReschedule,
     WaitpointRecord,
     WaitRef,
 )
+from ..store.sql.session import Session
 from ..types import Attempt, QueueDetails, Run, RunStatus
-from . import metadata
-from .decode import decode_attempt, decode_queue, decode_run
+from . import cancelling, inserting, metadata
+from .decode import decode_attempt, decode_run
+from .events import journaled
+from .feed import EventFeed
 from .maintenance import Maintenance
+from .queues import Queues
 from .spec import TaskSpec
-from .states import check_transition
 from .triggering import NO_LINKS, RunLinks, build_new_run, delay_target, serialise_payload
+from .waits import Waits
 from .wake import DELAYED, RUNS_READY, SIGNAL, WakeNotifier, wake_directory
+from .watching import watch_run
 from .workers import Workers
 
 SpecLookup = Callable[[str], TaskSpec | None]
+T = TypeVar("T")
 MAX_BATCH_ITEMS = 1000
 
 
@@ -57,12 +66,20 @@ class Engine:
         self.config = config
         self.clock = clock
         self._local_specs = local_specs
-        self._local_queues = local_queues
-        self._known_queues: set[str] = set()
         self.notifier = WakeNotifier(wake_directory(store.url))
         self._migrated = False
+        self.feed = EventFeed(self.events_after, self.last_event_id)
         self.workers = Workers(self)
         self.maintenance = Maintenance(self)
+        self.waits = Waits(self)
+        self.queues_admin = Queues(self, local_queues)
+
+    def write(self, body: Callable[[Session], T], what: str) -> T:
+        """Run one write transaction on the store; this process's event feed reads the
+        events it journaled at once."""
+        result = self.store.write(body, what)
+        self.feed.kick()
+        return result
 
     def close(self) -> None:
         """Close the store connection and the wake-up socket."""
@@ -93,9 +110,9 @@ class Engine:
             if spec is not None:
                 return spec
         self.ensure_schema()
-        record = self.store.task_catalog_get(task_id)
+        record = self.store.read(lambda s: s.task_catalog_get(task_id))
         if record is None:
-            known = [t.id for t in self.store.task_catalog_list()]
+            known = [t.id for t in self.store.read(lambda s: s.task_catalog_list())]
             hint = f"; known tasks: {', '.join(known)}" if known else ""
             raise UnknownTaskError(
                 f"unknown task id {task_id!r}: it is not defined in this process and no "
@@ -104,6 +121,25 @@ class Engine:
         return TaskSpec.from_json(record.definition)
 
     # -- triggering -----------------------------------------------------------------
+    def build_run(
+        self,
+        spec: TaskSpec,
+        payload: Any,
+        options: Mapping[str, Any],
+        *,
+        links: RunLinks = NO_LINKS,
+        payload_json: bytes | None = None,
+        now: int | None = None,
+    ) -> NewRun:
+        """Validate a trigger (payload, options, queue) into the run to insert."""
+        if payload_json is None:
+            payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
+        queue = options.get("queue")
+        if queue is not None and queue != spec.queue:
+            self.queues_admin.check(spec.id, queue)
+        when = self.clock.now_ms() if now is None else now
+        return build_new_run(spec, payload_json, options, now=when, config=self.config, links=links)
+
     def trigger(
         self,
         spec: TaskSpec,
@@ -114,45 +150,18 @@ class Engine:
         payload_json: bytes | None = None,
     ) -> InsertResult:
         """Validate and insert one run (or find its idempotent twin); wake workers."""
-        if payload_json is None:
-            payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
-        queue = options.get("queue")
-        if queue is not None and queue != spec.queue:
-            self.check_queue(spec.id, queue)
-        now = self.clock.now_ms()
-        new_run = build_new_run(
-            spec, payload_json, options, now=now, config=self.config, links=links
-        )
+        run = self.build_run(spec, payload, options, links=links, payload_json=payload_json)
         self.ensure_schema()
-        result = self.store.run_insert(new_run, now)
+        now = run.created_at
+        if run.idempotency_key is None:
+            self.store.execute(lambda s: s.run_insert(run, now), "trigger")
+            result = InsertResult(run.id, True)
+        else:
+            result = self.store.write(lambda s: inserting.insert_run(s, run, now), "trigger")
         if result.created:
-            self.notifier.notify(RUNS_READY if new_run.delay_until is None else DELAYED)
+            self.notifier.notify(RUNS_READY if run.delay_until is None else DELAYED)
         return result
 
-    def check_queue(self, task_id: str, name: object) -> None:
-        """Raise unless `name` is a queue declared in code (here or by a worker)."""
-        if not isinstance(name, str) or not name:
-            raise InvalidOptionError(
-                f"queue of a run of task {task_id!r} must be a queue name, got {name!r}"
-            )
-        if name in self._known_queues or (self._local_queues and self._local_queues(name)):
-            return
-        self.ensure_schema()
-        if self.store.queue_get(name) is not None:
-            self._known_queues.add(name)
-            return
-        known = ", ".join(q.name for q in self.store.queue_list()) or "none yet"
-        raise InvalidOptionError(
-            f"unknown queue {name!r} for a run of task {task_id!r}: declare it with "
-            f"queue(name={name!r}, ...) in a task module (known queues: {known})"
-        )
-
-    def reset_idempotency_key(self, task_id: str, key: str) -> bool:
-        """Forget an idempotency key of a task; True when a run held it."""
-        self.ensure_schema()
-        return self.store.idempotency_key_reset(task_id, key)
-
-    # -- child runs, batches and waits -------------------------------------------------
     def trigger_child(
         self,
         spec: TaskSpec,
@@ -164,13 +173,11 @@ class Engine:
         wait: bool,
     ) -> tuple[InsertResult, RecordedWait | None]:
         """Trigger a run from inside a run; recorded at `ref` so a replay finds it again."""
-        payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
-        queue = options.get("queue")
-        if queue is not None and queue != spec.queue:
-            self.check_queue(spec.id, queue)
-        now = self.clock.now_ms()
-        child = build_new_run(spec, payload_json, options, now=now, config=self.config, links=links)
-        result, recorded = self.store.run_trigger_child(child, ref, wait=wait, now=now)
+        child = self.build_run(spec, payload, options, links=links)
+        now = child.created_at
+        result, recorded = self.store.write(
+            lambda s: inserting.trigger_child(s, child, ref, wait=wait, now=now), "trigger child"
+        )
         if result.created:
             self.notifier.notify(RUNS_READY if child.delay_until is None else DELAYED)
         return result, recorded
@@ -192,30 +199,32 @@ class Engine:
             )
         batch_id = new_id("batch")
         now = self.clock.now_ms()
+        item_links = dataclasses.replace(links, batch_id=batch_id)
         runs = []
         for index, (spec, payload, options) in enumerate(items):
             try:
-                payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
-                queue = options.get("queue")
-                if queue is not None and queue != spec.queue:
-                    self.check_queue(spec.id, queue)
-                item_links = dataclasses.replace(links, batch_id=batch_id)
-                runs.append(
-                    build_new_run(
-                        spec, payload_json, options, now=now, config=self.config, links=item_links
-                    )
-                )
+                runs.append(self.build_run(spec, payload, options, links=item_links, now=now))
             except InvalidOptionError as error:
                 raise type(error)(f"batch item {index}: {error}") from None
         self.ensure_schema()
-        results, recorded = self.store.batch_insert(
-            batch_id, links.parent_run_id, runs, ref, wait=wait, now=now
+        parent = links.parent_run_id
+        results, recorded = self.store.write(
+            lambda s: inserting.insert_batch(s, batch_id, parent, runs, ref, wait=wait, now=now),
+            "batch",
         )
         self.notifier.notify(RUNS_READY)
         if any(r.delay_until is not None for r in runs):
             self.notifier.notify(DELAYED)
         return batch_id, results, recorded
 
+    def reset_idempotency_key(self, task_id: str, key: str) -> bool:
+        """Forget an idempotency key of a task; True when a run held it."""
+        self.ensure_schema()
+        return self.store.execute(
+            lambda s: s.idempotency_key_reset(task_id, key), "reset idempotency key"
+        )
+
+    # -- waits, tokens and queues (delegated) -----------------------------------------
     def register_wait(
         self,
         ref: WaitRef,
@@ -225,119 +234,104 @@ class Engine:
         waitpoint_id: str | None = None,
         result: bytes | None = None,
     ) -> RecordedWait:
-        """Record a wait of a run (creating its waitpoint), or with `result` a step that is
-        done at once; wake the services for timers."""
-        recorded = self.store.wait_register(
-            ref, kind, waitpoint, waitpoint_id, self.clock.now_ms(), result=result
+        """Record a wait of a run (see `Waits.register`)."""
+        return self.waits.register(
+            ref, kind, waitpoint=waitpoint, waitpoint_id=waitpoint_id, result=result
         )
-        if waitpoint is not None and waitpoint.resume_at is not None:
-            self.notifier.notify(DELAYED)
-        return recorded
 
     def create_token(self, waitpoint: NewWaitpoint) -> WaitpointRecord:
         """A token waitpoint (or the one holding its idempotency key)."""
-        self.ensure_schema()
-        record = self.store.waitpoint_create(waitpoint, self.clock.now_ms())
-        if waitpoint.resume_at is not None:
-            self.notifier.notify(DELAYED)
-        return record
+        return self.waits.create_token(waitpoint)
 
     def waitpoint(self, waitpoint_id: str) -> WaitpointRecord:
         """A waitpoint by id, or a clear error."""
-        self.ensure_schema()
-        found = self.store.waitpoint_get(waitpoint_id)
-        if found is None:
-            raise RunNotFoundError(f"no waitpoint token with id {waitpoint_id!r}")
-        return found
+        return self.waits.get(waitpoint_id)
 
     def complete_token(self, waitpoint_id: str, output: bytes) -> bool:
         """Complete a token (the first completion wins); wake the runs waiting for it."""
-        found = self.waitpoint(waitpoint_id)
-        if found.kind != "TOKEN":
-            raise InvalidOptionError(
-                f"waitpoint {waitpoint_id} is a {found.kind} waitpoint, not a token"
-            )
-        done, requeued = self.store.token_complete(waitpoint_id, output, self.clock.now_ms())
-        if requeued:
-            self.notifier.notify(RUNS_READY)
-        return done
+        return self.waits.complete_token(waitpoint_id, output)
 
-    # -- queues ---------------------------------------------------------------------
+    def check_queue(self, task_id: str, name: object) -> None:
+        """Raise unless `name` is a queue declared in code (here or by a worker)."""
+        self.queues_admin.check(task_id, name)
+
     def queue(self, name: str) -> QueueDetails:
         """A queue with its counts, or InvalidOptionError naming the known ones."""
-        self.ensure_schema()
-        record = self.store.queue_get(name)
-        if record is None:
-            known = ", ".join(q.name for q in self.store.queue_list()) or "none yet"
-            raise InvalidOptionError(f"unknown queue {name!r} (known queues: {known})")
-        return decode_queue(record)
+        return self.queues_admin.get(name)
 
     def queues(self) -> list[QueueDetails]:
         """Every queue workers have declared, with counts."""
-        self.ensure_schema()
-        return [decode_queue(q) for q in self.store.queue_list()]
+        return self.queues_admin.list()
 
     def pause_queue(self, name: str, paused: bool) -> QueueDetails:
         """Pause (executing runs finish; nothing new starts) or resume a queue."""
-        self.queue(name)
-        self.store.queue_set_paused(name, paused, self.clock.now_ms())
-        if not paused:
-            self.notifier.notify(RUNS_READY)
-        return self.queue(name)
+        return self.queues_admin.pause(name, paused)
 
     def override_queue_limit(self, name: str, limit: int | None) -> QueueDetails:
         """Override a queue's concurrency limit (None: back to the code's value)."""
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise InvalidOptionError(
-                f"concurrency limit of queue {name!r} must be an integer >= 0, got {limit!r}"
-            )
-        self.queue(name)
-        self.store.queue_override_limit(name, limit, self.clock.now_ms())
-        self.notifier.notify(RUNS_READY)
-        return self.queue(name)
+        return self.queues_admin.override_limit(name, limit)
 
     # -- reading --------------------------------------------------------------------
     def retrieve(self, run_id: str, *, with_attempts: bool = True) -> Run:
         """A run by id, or RunNotFoundError."""
         self.ensure_schema()
-        record = self.store.run_get(run_id)
+        record, attempts = self.store.read(
+            lambda s: (s.run_get(run_id), s.attempt_list(run_id) if with_attempts else None)
+        )
         if record is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
-        attempts = self.store.attempt_list(run_id) if with_attempts else None
         return decode_run(record, attempts)
+
+    def retrieve_with_cursor(self, run_id: str) -> tuple[int, Run]:
+        """A run and the id of the newest event, read together: every event after that id
+        is a change after this snapshot (see `watching`)."""
+        self.ensure_schema()
+        cursor, record, attempts = self.store.read(
+            lambda s: (s.event_last_id(), s.run_get(run_id), s.attempt_list(run_id))
+        )
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return cursor, decode_run(record, attempts)
+
+    def watch(self, run_id: str) -> AsyncIterator[Run]:
+        """The run now and after every change (each status it passes through), until it
+        is final."""
+        return watch_run(self, run_id)
 
     def list_runs(self, filters: RunFilter) -> list[Run]:
         """Runs matching filters, newest first."""
         self.ensure_schema()
-        return [decode_run(r) for r in self.store.run_list(filters)]
-
-    def run_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
-        """A run's events (logs, spans, hook calls, ...) in order, after an event id."""
-        self.ensure_schema()
-        return self.store.event_list(run_id, after_id, limit)
-
-    def run_metadata_update(
-        self, run_id: str, *, tags: list[str] | None, changes: list[tuple[str, list[list[Any]]]]
-    ) -> list[str]:
-        """Set a run's tags (when given) and apply metadata operations to runs (the run,
-        its parent, its root). Returns the runs whose change was refused: it would take
-        their metadata over the size limit."""
-        tags_json = None if tags is None else orjson.dumps(tags)
-        return self.store.run_metadata_apply(
-            run_id, tags=tags_json, changes=changes, merge=metadata.merged
-        )
+        return [decode_run(r) for r in self.store.read(lambda s: s.run_list(filters))]
 
     def attempts(self, run_id: str) -> list[Attempt]:
         """The attempts of a run."""
-        return [decode_attempt(a) for a in self.store.attempt_list(run_id)]
+        return [decode_attempt(a) for a in self.store.read(lambda s: s.attempt_list(run_id))]
+
+    def run_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """A run's events (status changes, logs, spans, hook calls, ...) in order, after an
+        event id."""
+        self.ensure_schema()
+        return self.store.read(lambda s: s.event_list(run_id, after_id, limit))
+
+    def events_after(self, after_id: int, limit: int = 1000) -> list[EventRecord]:
+        """Events of every run after an event id, in order (what realtime readers tail)."""
+        self.ensure_schema()
+        return self.store.read(lambda s: s.events_after(after_id, limit))
+
+    def last_event_id(self) -> int:
+        """The id of the newest event of any run (0 when there is none)."""
+        self.ensure_schema()
+        return self.store.read(lambda s: s.event_last_id())
 
     # -- changing runs --------------------------------------------------------------
     def cancel(self, run_id: str, reason: str = "Canceled by user") -> RunStatus:
-        """Cancel a run unless it is final; return the status it had."""
+        """Cancel a run (and its live descendants) unless it is final; return the status
+        it had."""
         self.ensure_schema()
-        previous = self.store.run_cancel(run_id, self.clock.now_ms(), reason)
+        body = journaled(
+            self.clock.now_ms(), lambda s, j: cancelling.cancel_run(s, run_id, reason, j)
+        )
+        previous = self.write(body, "cancel")
         if previous is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         status = RunStatus(previous)
@@ -347,10 +341,12 @@ class Engine:
 
     def replay(self, run_id: str) -> InsertResult:
         """A new run of the same task with the same payload, marked as a replay."""
-        original = self.retrieve(run_id, with_attempts=False)
+        self.ensure_schema()
+        record = self.store.read(lambda s: s.run_get(run_id))
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        original = decode_run(record)
         spec = self.resolve_spec(original.task_id)
-        record = self.store.run_get(run_id)
-        assert record is not None and record.payload is not None
         options: dict[str, Any] = {}
         if original.tags:
             options["tags"] = original.tags
@@ -362,8 +358,9 @@ class Engine:
         run = self.retrieve(run_id, with_attempts=False)
         now = self.clock.now_ms()
         target = delay_target(delay, now=now, what=f"delay of run {run_id}")
-        if run.status is not RunStatus.DELAYED or not self.store.run_reschedule(
-            run_id, target, now
+        change = RunReschedule(run_id, target, now)
+        if run.status is not RunStatus.DELAYED or not self.store.execute(
+            lambda s: s.run_reschedule(change), "reschedule"
         ):
             current = self.retrieve(run_id, with_attempts=False).status
             raise InvalidOptionError(
@@ -372,6 +369,15 @@ class Engine:
         self.notifier.notify(DELAYED)
         return self.retrieve(run_id)
 
-    def check(self, run_id: str, current: RunStatus, target: RunStatus) -> None:
-        """Raise unless the transition table allows `current` -> `target`."""
-        check_transition(run_id, current, target)
+    def run_metadata_update(
+        self, run_id: str, *, tags: list[str] | None, changes: list[tuple[str, list[list[Any]]]]
+    ) -> list[str]:
+        """Set a run's tags (when given) and apply metadata operations to runs (the run,
+        its parent, its root), in one transaction. Returns the runs whose change was
+        refused: it would take their metadata over the size limit."""
+
+        body = journaled(
+            self.clock.now_ms(),
+            lambda s, j: metadata.apply_changes(s, run_id, tags, changes, j),
+        )
+        return self.write(body, "metadata")

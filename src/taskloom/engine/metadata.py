@@ -1,4 +1,5 @@
-"""Run metadata operations, pure: applied to a dict in the run and again in the store.
+"""Run metadata operations: pure functions applied to a dict in the run, and again to the
+stored metadata when the run flushes them (`apply_changes`, in the engine's transaction).
 
 An operation is `[kind, key, value]`: set, delete, append, remove, increment, replace.
 Keys are top-level names; `__proto__`-style keys are refused as in Trigger.dev.
@@ -12,6 +13,8 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidOptionError
+from ..store.sql.session import Session
+from .events import METADATA, Journal
 
 METADATA_LIMIT_BYTES = 256 * 1024
 KINDS = frozenset({"set", "delete", "append", "remove", "increment", "replace"})
@@ -80,3 +83,30 @@ def merged(current: bytes | None, operations: list[Operation]) -> bytes | None:
     over `METADATA_LIMIT_BYTES` (the change is refused)."""
     updated = orjson.dumps(apply_all(orjson.loads(current) if current else {}, operations))
     return None if len(updated) > METADATA_LIMIT_BYTES else updated
+
+
+def apply_changes(
+    session: Session,
+    run_id: str,
+    tags: list[str] | None,
+    changes: list[tuple[str, list[Operation]]],
+    journal: Journal,
+) -> list[str]:
+    """Set a run's tags (when given) and apply operations to the stored metadata of runs
+    (the run, its parent, its root); journal what changed. A change that would take a
+    run's metadata over the limit is not applied; the ids of such runs are returned."""
+    if tags is not None:
+        session.run_tags_set(run_id, orjson.dumps(tags))
+        journal.add(run_id, None, METADATA, {"tags": tags})
+    refused = []
+    for target, operations in changes:
+        found = session.run_metadata_get(target)
+        if found is None:
+            continue
+        updated = merged(found[0], operations)
+        if updated is None:
+            refused.append(target)
+            continue
+        session.run_metadata_set(target, updated)
+        journal.add(target, None, METADATA, {"operations": operations})
+    return refused

@@ -1,7 +1,10 @@
 """The transition table: the single truth of which run status may follow which.
 
-The store's guarded updates implement these edges; `check_transition` lets the engine
-refuse an impossible change before it reaches the store, with a clear message.
+Every status change the engine makes is checked here as it is journaled (see
+`taskloom.engine.events.Journal`): an edge the table does not have raises
+`InvalidTransitionError` and the transaction rolls back. The store's guarded statements
+implement these edges, and the store suite proves they can make no change the table does
+not allow (tests/store/test_store_transitions.py).
 """
 
 from __future__ import annotations
@@ -21,12 +24,19 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     S.QUEUED: frozenset({S.DEQUEUED, S.CANCELED, S.EXPIRED}),
     # A claimed run starts, or ends before its start was written (writes are coalesced),
     # or goes back to its queue (retry after a crash, or released by a stopping worker).
-    S.DEQUEUED: _ENDINGS | {S.EXECUTING, S.QUEUED},
+    # A claimed run may also wait before its start was written.
+    S.DEQUEUED: _ENDINGS | {S.EXECUTING, S.QUEUED, S.WAITING},
     S.EXECUTING: _ENDINGS | {S.QUEUED, S.WAITING},
     S.WAITING: frozenset({S.QUEUED, S.EXECUTING, S.CANCELED, S.FAILED, S.SYSTEM_FAILURE}),
 }
 for _final in FINAL_STATUSES:
     TRANSITIONS[_final] = frozenset()
+
+
+EDGES: frozenset[tuple[str, str]] = frozenset(
+    (was.value, then.value) for was, targets in TRANSITIONS.items() for then in targets
+)
+"""Every allowed change as a pair of status strings (the journal checks each change here)."""
 
 
 class InvalidTransitionError(TaskloomError):

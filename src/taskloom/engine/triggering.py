@@ -22,12 +22,12 @@ from ..machines import resolve_machine
 from ..retry import MAX_ATTEMPTS_CEILING
 from ..store.records import NewRun
 from ..types import RunStatus
+from .metadata import METADATA_LIMIT_BYTES
 from .spec import TaskSpec
 
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 128
 MAX_IDEMPOTENCY_KEY_LENGTH = 2048
-METADATA_LIMIT_BYTES = 256 * 1024
 DEFAULT_IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
 MIN_MAX_DURATION = 5
 

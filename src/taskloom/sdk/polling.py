@@ -60,17 +60,7 @@ async def apoll_until_final(run_id: str, timeout: float | None) -> Run:
 
 
 async def subscribe(run_id: str) -> AsyncIterator[Run]:
-    """Yield the run now and after every change, until it is final."""
-    interval = FIRST_INTERVAL
-    last = None
-    while True:
-        run = await asyncio.to_thread(current_engine().retrieve, run_id)
-        seen = (run.status, run.updated_at, run.attempt_count, len(run.attempts))
-        if seen != last:
-            last = seen
-            interval = FIRST_INTERVAL
-            yield run
-        if run.is_completed:
-            return
-        await asyncio.sleep(interval)
-        interval = min(interval * 1.5, MAX_INTERVAL)
+    """Yield the run now and after every change (every status it passes through, from the
+    engine's event log), until it is final."""
+    async for snapshot in current_engine().watch(run_id):
+        yield snapshot

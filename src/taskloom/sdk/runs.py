@@ -110,7 +110,10 @@ class Runs:
         return poll_until_final(_id(run), timeout)
 
     async def subscribe(self, run: str | RunHandle | Run) -> AsyncIterator[Run]:
-        """Yield the run after every change until it is final."""
+        """Yield the run now and after every change until it is final: each status it
+        passes through (a retried run shows QUEUED, DEQUEUED, EXECUTING again), and each
+        metadata update. Snapshots of moments it has moved past show that moment's status
+        and attempt, without a later output or error."""
         async for snapshot in _subscribe(_id(run)):
             yield snapshot
 

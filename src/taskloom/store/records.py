@@ -1,7 +1,10 @@
-"""The small value objects that cross the store seam.
+"""The small value objects that cross the store seam: rows as records, and the params of
+store methods that take more than two values.
 
 Payloads, outputs, errors, tags and metadata travel as serialised JSON bytes so the hot
-paths serialise once (in the caller) and never re-encode inside the store.
+paths serialise once (in the caller) and never re-encode inside the store. A record's
+fields are named after the columns it is read from (`taskloom.store.sql.rows` maps rows to
+records by column name), so each table's columns are written out once, here.
 """
 
 from __future__ import annotations
@@ -367,3 +370,184 @@ class Suspension:
     run_id: str
     attempt: int
     worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunGuard:
+    """What a guarded change of one run checks: who holds it, at which attempt, in which
+    status, and whether a RUN waitpoint waits for it to end."""
+
+    id: str
+    attempt: int
+    worker_id: str | None
+    status: str
+    waited: bool
+    resume_worker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    """A run's result as the waits on it receive it."""
+
+    id: str
+    task_id: str
+    status: str
+    output: bytes | None
+    error: bytes | None
+    waited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinish:
+    """The guarded update that ends an attempt (see `AttemptOutcome`)."""
+
+    run_id: str
+    attempt: int
+    worker_id: str
+    status: str
+    output: bytes | None
+    error: bytes | None
+    retry_at: int | None
+    finished_at: int | None
+    started_at: int | None
+    released: bool
+    clear_idempotency_key: bool
+    machine: str | None
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancel:
+    """Cancel one run, guarded by the status it was read in."""
+
+    run_id: str
+    status: str
+    error: bytes
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRelease:
+    """Put runs a worker holds back in their queues without using an attempt."""
+
+    worker_id: str
+    run_ids: list[str]
+    isolate: bool
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """What a worker asks of a claim: up to `limit` runs within every limit."""
+
+    worker_id: str
+    now: int
+    limit: int
+    environment_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewRunWait:
+    """A wait a run makes at a sequence number (see `RecordedWait`)."""
+
+    ref: WaitRef
+    kind: str
+    waitpoint_id: str | None
+    status: str
+    result: bytes | None
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitpointCompletion:
+    """Complete a waiting waitpoint with a result."""
+
+    id: str
+    status: str  # COMPLETED or TIMED_OUT
+    result: bytes
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """A batch of runs (its items in order; a run may appear in several batches)."""
+
+    id: str
+    parent_run_id: str | None
+    run_ids: list[str]
+    completed_count: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderTerm:
+    """Take or keep a named leadership until `now + ttl_ms`."""
+
+    name: str
+    holder: str
+    now: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewSignal:
+    """A request left for the worker holding a run (for now: cancel)."""
+
+    worker_id: str
+    run_id: str
+    kind: str
+    reason: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRun:
+    """The run holding a task's idempotency key, and when the key expires."""
+
+    id: str
+    idempotency_expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunReschedule:
+    """Move a DELAYED run's start to `delay_until`."""
+
+    run_id: str
+    delay_until: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarts:
+    """Attempts a worker began executing (DEQUEUED -> EXECUTING), fenced to it."""
+
+    worker_id: str
+    starts: list[AttemptStart]
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChange:
+    """A management change to one queue: pause/resume, or override its limit."""
+
+    name: str
+    now: int
+    paused: bool | None = None
+    limit_override: int | None = None
+    reset_limit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DueWaitpoint:
+    """A waiting waitpoint whose time came (a duration's end, or a token's timeout)."""
+
+    id: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCount:
+    """How many of a batch's distinct runs are final, of how many."""
+
+    completed_count: int
+    run_count: int

@@ -1,5 +1,5 @@
-"""The SQLite claim: pick ready runs fairly and within every limit, inside the caller's
-write transaction (`BEGIN IMMEDIATE`), so limits hold with any number of workers.
+"""The claim: pick ready runs fairly and within every limit, inside the caller's write
+transaction, so limits hold with any number of workers.
 
 Runs wait in sub-queues: (queue, concurrency key), the key '' when there is none. A
 queue's limit applies to each of its sub-queues (a concurrency key gets its own copy of
@@ -13,23 +13,21 @@ sub-queue's first run, in visiting order, before any sub-queue's second. So a su
 with 10,000 ready runs can take neither the batch nor a queue's total cap across keys
 from one with a single run. Within a sub-queue runs go oldest first (queue timestamp
 minus priority).
+
+How the walk finds the next sub-queues with ready runs is the dialect's
+(`ClaimSession.claim_pairs_after`); the rest is the same on every database.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from . import sqlite_waits as waits
-from .records import ClaimedRun, RecordedWait
-
-CLAIM_COLUMNS = (
-    "id, task_id, queue, attempt, payload, max_attempts, retry, machine, max_duration, tags, "
-    "metadata, idempotency_key, parent_run_id, root_run_id, depth, is_test, replayed_from, "
-    "created_at, concurrency_key, sort_key, isolate, suspended, resume_worker"
-)
+from ..records import ClaimedRun, ClaimRequest
+from .base import Cursor, Params
+from .rows import RowReader, columns
 
 SELECT_QUEUE_SETTINGS = """
 SELECT name, COALESCE(limit_override, concurrency_limit), key_total_limit, paused FROM queues
@@ -43,29 +41,11 @@ WHERE status IN ('DEQUEUED', 'EXECUTING')
 GROUP BY queue, concurrency_key
 """
 
-# A loose index scan: the next `?` distinct (queue, key) pairs with queued runs after a
-# cursor. A pair travels as one text, queue + U+001F + key (names and keys never hold
-# control characters). Each step is two index seeks that jump over a whole sub-queue:
-# first a later key in the same queue, else the first key of a later queue.
-SEPARATOR = "\x1f"
 SELECT_PAIRS_AFTER = """
-WITH RECURSIVE pairs(n, pair) AS (
-    SELECT 0, ? || char(31) || ?
-    UNION ALL
-    SELECT pairs.n + 1, COALESCE(
-        (SELECT r.queue || char(31) || r.concurrency_key FROM runs AS r
-         WHERE r.status = 'QUEUED'
-           AND r.queue = substr(pairs.pair, 1, instr(pairs.pair, char(31)) - 1)
-           AND r.concurrency_key > substr(pairs.pair, instr(pairs.pair, char(31)) + 1)
-         ORDER BY r.concurrency_key LIMIT 1),
-        (SELECT r.queue || char(31) || r.concurrency_key FROM runs AS r
-         WHERE r.status = 'QUEUED'
-           AND r.queue > substr(pairs.pair, 1, instr(pairs.pair, char(31)) - 1)
-         ORDER BY r.queue, r.concurrency_key LIMIT 1))
-    FROM pairs
-    WHERE pairs.pair IS NOT NULL AND pairs.n < ?
-)
-SELECT pair FROM pairs WHERE n > 0 AND pair IS NOT NULL
+SELECT DISTINCT queue, concurrency_key FROM runs
+WHERE status = 'QUEUED' AND (queue > ? OR (queue = ? AND concurrency_key > ?))
+ORDER BY queue, concurrency_key
+LIMIT ?
 """
 
 SELECT_HEADS = """
@@ -76,11 +56,14 @@ ORDER BY sort_key
 LIMIT ? OFFSET ?
 """
 
+CLAIM_COLUMNS = columns(ClaimedRun, exclude=("waits",))
 CLAIM_PREFIX = """
 UPDATE runs SET status = 'DEQUEUED', worker_id = ?, attempt = attempt + 1 - suspended,
     expires_at = NULL, updated_at = ?
 WHERE status = 'QUEUED' AND id IN ("""
 CLAIM_SUFFIX = f") RETURNING {CLAIM_COLUMNS}"
+
+CLAIMED = RowReader(ClaimedRun)
 
 CHUNK = 500
 SCAN_FACTOR = 10  # a claim walks past at most this many blocked sub-queues per run it wants
@@ -89,6 +72,21 @@ START = ("", "")
 
 Pair = tuple[str, str]
 Candidate = tuple[int, int, int, str, str, str]  # rank, visit position, sort key, id, pair
+
+
+class ClaimSession(Protocol):
+    """What the claim needs of a session."""
+
+    def run(self, statement: str, params: Params = ...) -> Cursor: ...
+
+    def claim_pairs_after(self, after: Pair, wanted: int) -> list[Pair]: ...
+
+
+def pairs_after(session: ClaimSession, after: Pair, wanted: int) -> list[Pair]:
+    """The next `wanted` sub-queues with ready runs after `after`, in key order (a plain
+    DISTINCT scan; a dialect replaces it with a faster walk of its index)."""
+    rows = session.run(SELECT_PAIRS_AFTER, (after[0], *after, wanted)).fetchall()
+    return [(str(queue), str(key)) for queue, key in rows]
 
 
 @dataclass(slots=True)
@@ -109,29 +107,28 @@ class Claimer:
 
     def claim(
         self,
-        conn: sqlite3.Connection,
-        worker_id: str,
-        now: int,
-        limit: int,
-        environment_limit: int | None,
+        session: ClaimSession,
+        request: ClaimRequest,
     ) -> list[ClaimedRun]:
-        """Claim up to `limit` runs for `worker_id`; they become DEQUEUED."""
+        """Claim up to `request.limit` runs for its worker; they become DEQUEUED."""
+        worker_id, now, limit = request.worker_id, request.now, request.limit
+        environment_limit = request.environment_limit
         settings = {
             name: QueueSettings(lim, total, bool(paused))
-            for name, lim, total, paused in conn.execute(SELECT_QUEUE_SETTINGS)
+            for name, lim, total, paused in session.run(SELECT_QUEUE_SETTINGS)
         }
         active: dict[Pair, int] = {}
         if settings or environment_limit is not None:
-            active = {(q, k): n for q, k, n in conn.execute(SELECT_ACTIVE)}
+            active = {(q, k): n for q, k, n in session.run(SELECT_ACTIVE)}
         budget = limit
         if environment_limit is not None:
             budget = min(budget, environment_limit - sum(active.values()))
         if budget <= 0:
             return []
-        caps, visited = self._eligible(conn, budget, settings, active)
+        caps, visited = self._eligible(session, budget, settings, active)
         if not caps:
             return []
-        candidates = self._candidates(conn, caps, budget, now, worker_id)
+        candidates = self._candidates(session, caps, budget, now, worker_id)
         chosen, last_served = _choose(candidates, budget, settings, active)
         if last_served is not None:
             # Sub-queues visited but left out (by the batch size or a total cap) go first
@@ -139,11 +136,11 @@ class Claimer:
             self.cursor = last_served
         self.stats["claims"] += 1
         self.stats["pairs"] += visited
-        return _claim_ids(conn, chosen, worker_id, now)
+        return _claim_ids(session, chosen, worker_id, now)
 
     def _eligible(
         self,
-        conn: sqlite3.Connection,
+        session: ClaimSession,
         budget: int,
         settings: dict[str, QueueSettings],
         active: dict[Pair, int],
@@ -158,7 +155,7 @@ class Claimer:
         last = cursor
         bound = max(budget * SCAN_FACTOR, MIN_SCAN)
         while len(caps) < budget and len(seen) < bound:
-            batch = _pairs_after(conn, cursor, max(budget, 50))
+            batch = session.claim_pairs_after(cursor, max(budget, 50))
             if not batch:
                 if wrapped:
                     break
@@ -183,14 +180,14 @@ class Claimer:
 
     @staticmethod
     def _candidates(
-        conn: sqlite3.Connection, caps: dict[Pair, int], budget: int, now: int, worker_id: str
+        session: ClaimSession, caps: dict[Pair, int], budget: int, now: int, worker_id: str
     ) -> list[Candidate]:
         share = max(1, math.ceil(budget / len(caps)))
         found: list[Candidate] = []
         short: list[tuple[int, Pair, int, int]] = []
         for position, (pair, cap) in enumerate(caps.items()):
             want = min(cap, share)
-            rows = conn.execute(SELECT_HEADS, (*pair, now, now, worker_id, want, 0)).fetchall()
+            rows = session.run(SELECT_HEADS, (*pair, now, now, worker_id, want, 0)).fetchall()
             found.extend(
                 (rank, position, sort_key, run_id, *pair)
                 for rank, (sort_key, run_id) in enumerate(rows)
@@ -202,7 +199,7 @@ class Claimer:
             if len(found) >= budget:
                 break
             more = min(cap - got, budget - len(found))
-            rows = conn.execute(SELECT_HEADS, (*pair, now, now, worker_id, more, got)).fetchall()
+            rows = session.run(SELECT_HEADS, (*pair, now, now, worker_id, more, got)).fetchall()
             found.extend(
                 (got + rank, position, sort_key, run_id, *pair)
                 for rank, (sort_key, run_id) in enumerate(rows)
@@ -223,15 +220,6 @@ def _cap(
     if queue.limit is None:
         return budget
     return min(budget, queue.limit - active.get(pair, 0))
-
-
-def _pairs_after(conn: sqlite3.Connection, after: Pair, wanted: int) -> list[Pair]:
-    rows = conn.execute(SELECT_PAIRS_AFTER, (*after, wanted)).fetchall()
-    pairs: list[Pair] = []
-    for (text,) in rows:
-        queue, _, key = text.partition(SEPARATOR)
-        pairs.append((queue, key))
-    return pairs
 
 
 def _choose(
@@ -267,27 +255,12 @@ def _choose(
 
 
 def _claim_ids(
-    conn: sqlite3.Connection, run_ids: list[str], worker_id: str, now: int
+    session: ClaimSession, run_ids: list[str], worker_id: str, now: int
 ) -> list[ClaimedRun]:
     claimed: list[ClaimedRun] = []
     for start in range(0, len(run_ids), CHUNK):
         chunk = run_ids[start : start + CHUNK]
         query = CLAIM_PREFIX + ",".join("?" * len(chunk)) + CLAIM_SUFFIX
-        for row in conn.execute(query, (worker_id, now, *chunk)):
-            values = list(row)
-            if isinstance(values[9], str):
-                values[9] = values[9].encode()  # tags are stored as TEXT for json_each
-            values[15] = bool(values[15])
-            values[18] = values[18] or None  # concurrency key '' means none
-            values[20] = bool(values[20])
-            values[21] = bool(values[21])
-            recorded: tuple[RecordedWait, ...] = ()
-            if values[21]:  # it continues an attempt that waited
-                if values[22] == worker_id:  # its coroutine is parked here: deliver results
-                    recorded = tuple(waits.take_undelivered(conn, values[0], values[3]))
-                else:  # it replays: every recorded wait of the attempt
-                    recorded = tuple(waits.run_waits_list(conn, values[0], values[3]))
-                    waits.take_undelivered(conn, values[0], values[3])
-            claimed.append(ClaimedRun(*values[:23], waits=recorded))  # type: ignore[misc]
+        claimed.extend(CLAIMED.all(session.run(query, (worker_id, now, *chunk))))
     claimed.sort(key=lambda run: run.sort_key)
     return claimed

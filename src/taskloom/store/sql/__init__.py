@@ -1,0 +1,1 @@
+"""The dialect-neutral SQL core of the store: the session and its statements."""
