@@ -83,8 +83,9 @@ def worker(root: Path) -> Iterator[subprocess.Popen[bytes]]:
     code = (
         "import sys\n"
         "from taskloom.sdk.client import current_engine\n"
+        "from taskloom.services import maintenance_host\n"
         "from taskloom.worker.supervisor import run_worker\n"
-        "sys.exit(run_worker(current_engine()))\n"
+        "sys.exit(run_worker(current_engine(), services=maintenance_host))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root)
     try:

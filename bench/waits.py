@@ -78,8 +78,9 @@ def worker(root: Path) -> Iterator[subprocess.Popen[bytes]]:
     code = (
         "import sys\n"
         "from taskloom.sdk.client import current_engine\n"
+        "from taskloom.services import maintenance_host\n"
         "from taskloom.worker.supervisor import run_worker\n"
-        "sys.exit(run_worker(current_engine()))\n"
+        "sys.exit(run_worker(current_engine(), services=maintenance_host))\n"
     )
     running = "SELECT COUNT(*) FROM workers WHERE status = 'RUNNING'"
     before = count(root, running)

@@ -353,6 +353,7 @@ if sys.argv[4]:
     exec(compile(sys.argv[4], "<worker prelude>", "exec"), {"__name__": "__prelude__"})
 
 from taskloom.sdk.client import current_engine
+from taskloom.services import maintenance_host
 from taskloom.worker.supervisor import run_worker
 
 ready_path, concurrency, executors = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -370,6 +371,7 @@ def on_ready(supervisor):
 sys.exit(
     run_worker(
         current_engine(),
+        services=maintenance_host,
         concurrency=concurrency or None,
         executors=executors or None,
         on_ready=on_ready,

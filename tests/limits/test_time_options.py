@@ -1,7 +1,7 @@
 """Delay, TTL, priority and reschedule, with an injected clock.
 
 The engine runs over a real SQLite file with a FakeClock; the test moves time and calls
-the services' `run_once()` (what a worker's maintenance loop does) and claims through
+the services' `run_once()` (what a worker's service host does) and claims through
 `worker_tick` (what a worker's tick does). One test at the end checks TTL expiry with a
 real worker.
 """
@@ -19,7 +19,7 @@ from taskloom.clock import FakeClock
 from taskloom.engine.engine import Engine
 from taskloom.errors import InvalidOptionError
 from taskloom.runtime import registry
-from taskloom.services.maintenance import DelayedPromoter, TtlExpirer
+from taskloom.services import DelayedPromoter, TtlExpirer
 from taskloom.testing import TaskloomProject, wait_for
 from taskloom.types import RunStatus
 

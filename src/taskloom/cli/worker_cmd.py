@@ -6,6 +6,7 @@ import argparse
 
 from ..engine.spec import TaskSpec
 from ..sdk.client import current_engine
+from ..services import maintenance_host
 from ..worker.supervisor import Supervisor, run_worker
 from . import common
 from .trigger_cmd import positive_int
@@ -84,7 +85,11 @@ def run_worker_command(args: argparse.Namespace) -> int:
     """Handle `taskloom worker`: run until stopped, return the worker's exit code."""
     engine = common.engine()
     code = run_worker(
-        engine, concurrency=args.concurrency, executors=args.executors, on_ready=_announce
+        engine,
+        services=maintenance_host,
+        concurrency=args.concurrency,
+        executors=args.executors,
+        on_ready=_announce,
     )
     if code == 0:
         common.err("taskloom worker stopped")

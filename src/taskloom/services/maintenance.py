@@ -1,90 +1,57 @@
-"""The background services that move runs without a worker's help: delayed-run promotion,
-TTL expiry, lease rescue and waitpoint timers. Each has `run_once()`, which drains its
-due work through the engine; the worker runs them on its leader, and tests call
-`run_once` directly with the engine's clock set where they need it.
+"""The services that move runs, as one process hosts them: leader-elected under the name
+"maintenance", so that on a database with several workers (or, later, servers) exactly
+one of them promotes delayed runs, expires TTLs, rescues lapsed leases and fires
+waitpoint timers at a time.
+
+A worker builds its host with `maintenance_host`, handing over its database thread:
+
+    run_worker(engine, services=maintenance_host)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import Executor
 
 from ..engine.engine import Engine
+from .expirer import TtlExpirer
+from .host import ServiceHost
+from .leader import LeaderElector
+from .promoter import DelayedPromoter
+from .rescuer import LeaseRescuer
+from .waitpoint_timer import WaitpointTimer
 
-BATCH = 1000
-
-
-@dataclass(slots=True)
-class DelayedPromoter:
-    """DELAYED runs whose time has come enter their queues."""
-
-    engine: Engine
-    promoted_total: int = 0
-
-    def run_once(self) -> int:
-        """Promote due runs; return how many."""
-        promoted = 0
-        while True:
-            count = self.engine.maintenance.promote_delayed(BATCH)
-            promoted += count
-            if count < BATCH:
-                break
-        self.promoted_total += promoted
-        return promoted
+MAINTENANCE_LEADER = "maintenance"
 
 
-@dataclass(slots=True)
-class TtlExpirer:
-    """Unstarted runs past their TTL become EXPIRED and never execute."""
+def maintenance_host(engine: Engine, holder: str, executor: Executor | None = None) -> ServiceHost:
+    """A host for delayed-run promotion, TTL expiry, lease rescue and waitpoint timers,
+    led by `holder` (a worker's id) while it wins the "maintenance" leadership.
 
-    engine: Engine
-    expired_total: int = 0
-
-    def run_once(self) -> list[str]:
-        """Expire due runs; return their ids."""
-        expired: list[str] = []
-        while True:
-            batch = self.engine.maintenance.expire(BATCH)
-            expired.extend(batch)
-            if len(batch) < BATCH:
-                break
-        self.expired_total += len(expired)
-        return expired
-
-
-@dataclass(slots=True)
-class LeaseRescuer:
-    """Attempts held by workers that stopped heartbeating are recorded as crashed.
-
-    The crash counts toward the run's attempts; the run is retried by its locked retry
-    policy, or ends CRASHED when none remain.
+    From the engine's config: the leadership lasts `lease_seconds` (the workers' lease)
+    and is renewed every `poll_interval_seconds` (a third of the lease at most); the
+    services look for work at least every `poll_interval_seconds`. Blocking calls run on
+    `executor` (the worker's database thread), else on the host's own thread.
     """
-
-    engine: Engine
-    lease_ms: int
-    rescued_total: int = 0
-
-    def run_once(self) -> list[str]:
-        """Rescue lapsed attempts; return the run ids whose outcome was applied."""
-        applied = self.engine.maintenance.rescue(self.lease_ms, BATCH)
-        self.rescued_total += len(applied)
-        return applied
-
-
-@dataclass(slots=True)
-class WaitpointCompleter:
-    """Duration waits whose time came complete; tokens past their timeout time out. The
-    runs waiting on them go back to their queues."""
-
-    engine: Engine
-    requeued_total: int = 0
-
-    def run_once(self) -> list[str]:
-        """Complete due waitpoints; return the runs put back in their queues."""
-        requeued: list[str] = []
-        while True:
-            batch = self.engine.maintenance.complete_due_waitpoints(BATCH)
-            requeued.extend(batch)
-            if len(batch) < BATCH:
-                break
-        self.requeued_total += len(requeued)
-        return requeued
+    config = engine.config
+    lease_ms = round(config.lease_seconds * 1000)
+    poll = config.poll_interval_seconds
+    leader = LeaderElector(
+        engine,
+        name=MAINTENANCE_LEADER,
+        holder=holder,
+        ttl_ms=lease_ms,
+        renew_every_seconds=min(poll, lease_ms / 3000),
+    )
+    services = [
+        DelayedPromoter(engine),
+        TtlExpirer(engine),
+        LeaseRescuer(engine, lease_ms=lease_ms),
+        WaitpointTimer(engine),
+    ]
+    return ServiceHost(
+        services,
+        leader=leader,
+        poll_interval_seconds=poll,
+        clock=engine.clock,
+        executor=executor,
+    )

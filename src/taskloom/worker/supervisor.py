@@ -5,7 +5,10 @@ for executor messages and heartbeats. Writes are group-committed: whatever start
 outcomes and events arrived while the previous transaction ran go into the next one,
 together with the next claim (`Store.worker_tick`). An idle worker sleeps until a wake-up
 datagram, a retry timer or the poll fallback. Executors are managed by `pools`, the
-attempts they run by `dispatcher`.
+attempts they run by `dispatcher`. The background services (delayed runs, TTLs, lease
+rescue, waitpoint timers) run beside, on the same loop and database thread, built by the
+`services` factory the caller hands in (`taskloom.services.maintenance_host`): worker and
+services are sibling packages that never import each other.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
@@ -42,12 +45,6 @@ from ..engine.spec import TaskSpec
 from ..engine.wake import DELAYED, RUNS_READY, SIGNAL, WakeListener
 from ..errors import StoreBusyError
 from ..ids import new_id
-from ..services.maintenance import (
-    DelayedPromoter,
-    LeaseRescuer,
-    TtlExpirer,
-    WaitpointCompleter,
-)
 from .dispatcher import Dispatcher, InFlight
 from .pools import ExecutorPools
 from .process import ExecutorFailure, ExecutorProcess
@@ -55,7 +52,6 @@ from .process import ExecutorFailure, ExecutorProcess
 log = logging.getLogger("taskloom.internal.worker")
 T = TypeVar("T")
 
-MAINTENANCE_LEADER = "maintenance"
 TICK_GATHER_SECONDS = 0.002
 
 
@@ -63,13 +59,43 @@ class WorkerStartError(Exception):
     """The worker could not start (a task module failed to import, ...)."""
 
 
+class BackgroundServices(Protocol):
+    """What a worker needs of the background services it hosts (a
+    `taskloom.services.ServiceHost`): started after the worker registered, woken by a
+    DELAYED wake-up, stopped (resigning their leadership) at shutdown."""
+
+    async def start(self) -> None:
+        """Start the services' loops on the running event loop."""
+        ...
+
+    def wake(self) -> None:
+        """Look for due work now."""
+        ...
+
+    async def stop(self) -> None:
+        """End the loops and resign the leadership."""
+        ...
+
+
+ServicesFactory = Callable[[Engine, str, Executor], BackgroundServices]
+"""Builds a worker's background services from its engine, its worker id (their
+leadership's holder) and its database thread (every blocking call goes there), e.g.
+`taskloom.services.maintenance_host`."""
+
+
 class Supervisor:
-    """A worker process: `await Supervisor(engine).run()` until SIGTERM/SIGINT."""
+    """A worker process: `await Supervisor(engine, services=...).run()` until SIGTERM/SIGINT.
+
+    `services` builds the background services the worker hosts (see `ServicesFactory`);
+    None runs none, and then delayed runs, TTLs, lapsed leases and waitpoint timers only
+    move when another process runs them.
+    """
 
     def __init__(
         self,
         engine: Engine,
         *,
+        services: ServicesFactory | None,
         concurrency: int | None = None,
         executors: int | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -85,7 +111,6 @@ class Supervisor:
         self.install_signal_handlers = install_signal_handlers
         self.on_ready = on_ready
         self.worker_id = new_id("worker")
-        self.lease_ms = round(self.config.lease_seconds * 1000)
 
         self.pools = ExecutorPools(
             # Executors size their thread pools (sync attempts) by this worker's concurrency.
@@ -101,7 +126,6 @@ class Supervisor:
         self._pending_events: list[NewEvent] = []
         self._pending_suspends: dict[str, Suspension] = {}
         self._work = asyncio.Event()
-        self._maintenance_wake = asyncio.Event()
         self._claim_wanted = True
         self._signals_wanted = True
         self._draining = False
@@ -114,10 +138,8 @@ class Supervisor:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskloom-db")
         self._background: list[asyncio.Task[Any]] = []
         self._listener: WakeListener | None = None
-        self.promoter = DelayedPromoter(engine)
-        self.expirer = TtlExpirer(engine)
-        self.rescuer = LeaseRescuer(engine, self.lease_ms)
-        self.completer = WaitpointCompleter(engine)
+        self._services_factory = services
+        self.services: BackgroundServices | None = None
         self.stats = {"ticks": 0, "claimed": 0, "outcomes": 0, "starts": 0, "db_seconds": 0.0}
 
     @property
@@ -222,6 +244,9 @@ class Supervisor:
         )
         await self._call(self.workers.register, info)
         self._listen_for_wakes()
+        if self._services_factory is not None:
+            self.services = self._services_factory(self.engine, self.worker_id, self._db)
+            await self.services.start()
         loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -229,7 +254,6 @@ class Supervisor:
         self._background = [
             asyncio.create_task(self._tick_loop(), name="tick"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-            asyncio.create_task(self._maintenance_loop(), name="maintenance"),
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self.pools.watch_memory(), name="memory"),
         ]
@@ -320,8 +344,10 @@ class Supervisor:
         if self._listener is not None:
             asyncio.get_running_loop().remove_reader(self._listener.socket.fileno())
             self._listener.close()
+        if self.services is not None:
+            with contextlib.suppress(Exception):
+                await self.services.stop()
         with contextlib.suppress(Exception):
-            await self._call(self.workers.leader_resign, MAINTENANCE_LEADER, self.worker_id)
             await self._call(self.workers.stop, self.worker_id)
         self._db.shutdown(wait=True)
         if os.environ.get("TASKLOOM_WORKER_STATS"):
@@ -460,35 +486,6 @@ class Supervisor:
             self._signals_wanted = True
             self.want_claim()
 
-    async def _maintenance_loop(self) -> None:
-        poll = self.config.poll_interval_seconds
-        while True:
-            delay = poll
-            try:
-                delay = await self._call(self._maintain_once)
-            except StoreBusyError as error:
-                log.warning("maintenance skipped: %s", error)
-            except Exception:
-                log.exception("maintenance failed")
-            self._maintenance_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._maintenance_wake.wait(), max(0.0, min(delay, poll)))
-
-    def _maintain_once(self) -> float:
-        """On the DB thread: if this worker leads, promote, expire and rescue. Returns the
-        seconds until it is next needed."""
-        poll = self.config.poll_interval_seconds
-        if not self.workers.leader_elect(MAINTENANCE_LEADER, self.worker_id, self.lease_ms):
-            return poll
-        self.promoter.run_once()
-        self.expirer.run_once()
-        self.rescuer.run_once()
-        self.completer.run_once()
-        due = self.engine.maintenance.next_due()
-        if due is None:
-            return poll
-        return max(0.0, (due - self.now()) / 1000)
-
     # -- wake-ups -------------------------------------------------------------------
     def _listen_for_wakes(self) -> None:
         self._listener = WakeListener(self.engine.notifier.directory, self.worker_id)
@@ -501,8 +498,8 @@ class Supervisor:
             self.want_claim()
         if SIGNAL in messages:
             self._signals_wanted = True
-        if DELAYED in messages:
-            self._maintenance_wake.set()
+        if DELAYED in messages and self.services is not None:
+            self.services.wake()
         self._work.set()
 
 
@@ -539,9 +536,12 @@ def _describe_failure(failure: ExecutorFailure) -> str:
     return failure.details
 
 
-def run_worker(engine: Engine, **options: Any) -> int:
-    """Run a worker in this process until SIGTERM/SIGINT; return its exit code."""
-    supervisor = Supervisor(engine, **options)
+def run_worker(engine: Engine, *, services: ServicesFactory | None, **options: Any) -> int:
+    """Run a worker in this process until SIGTERM/SIGINT; return its exit code.
+
+    `services` builds the background services it hosts, normally
+    `taskloom.services.maintenance_host`; `options` are the `Supervisor`'s."""
+    supervisor = Supervisor(engine, services=services, **options)
     try:
         return asyncio.run(supervisor.run())
     except WorkerStartError as error:

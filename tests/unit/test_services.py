@@ -1,4 +1,5 @@
-"""Tests for taskloom.services.maintenance on a real SQLite store, with explicit times."""
+"""The loop services' `run_once()` (promoter, expirer, rescuer, waitpoint timer) on a real
+SQLite store, with explicit times; their settings, checked in their constructors."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ from taskloom.config import Config
 from taskloom.engine.engine import Engine
 from taskloom.engine.spec import TaskSpec
 from taskloom.engine.triggering import build_new_run
+from taskloom.errors import InvalidOptionError
+from taskloom.ids import new_id
 from taskloom.retry import Retry
-from taskloom.services import maintenance
-from taskloom.services.maintenance import DelayedPromoter, LeaseRescuer, TtlExpirer
+from taskloom.services import DelayedPromoter, LeaseRescuer, TtlExpirer, WaitpointTimer
 from taskloom.store import SqliteStore
 from taskloom.store.records import (
     AttemptOutcome,
     AttemptStart,
     ClaimedRun,
+    NewWaitpoint,
     RunRecord,
+    Suspension,
+    WaitRef,
     WorkerInfo,
     WorkerTick,
 )
@@ -102,12 +107,9 @@ def test_the_promoter_queues_delayed_runs_whose_time_has_come(store: StoreOps) -
     assert promoter.promoted_total == 2
 
 
-def test_the_promoter_keeps_going_past_one_batch(
-    store: StoreOps, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(maintenance, "BATCH", 2)
+def test_the_promoter_keeps_going_past_one_batch(store: StoreOps) -> None:
     ids = [trigger(store, delay=f"{i}s") for i in range(1, 6)]
-    assert at(T0 + 60_000, DelayedPromoter(engine_on(store))) == 5
+    assert at(T0 + 60_000, DelayedPromoter(engine_on(store), batch_size=2)) == 5
     assert {get(store, run_id).status for run_id in ids} == {"QUEUED"}
 
 
@@ -144,12 +146,9 @@ def test_the_expirer_ends_queued_runs_past_their_ttl(store: StoreOps) -> None:
     assert expirer.expired_total == 2
 
 
-def test_the_expirer_keeps_going_past_one_batch(
-    store: StoreOps, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(maintenance, "BATCH", 2)
+def test_the_expirer_keeps_going_past_one_batch(store: StoreOps) -> None:
     ids = {trigger(store, ttl=1) for _ in range(5)}
-    assert set(at(T0 + 1_000, TtlExpirer(engine_on(store)))) == ids
+    assert set(at(T0 + 1_000, TtlExpirer(engine_on(store), batch_size=2))) == ids
 
 
 def test_a_claimed_run_does_not_expire(store: StoreOps) -> None:
@@ -170,7 +169,7 @@ def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeu
     register(store, "w1")
     register(store, "w2")
     claimed = claim_and_start(store, "w1", T0 + 100)
-    rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
+    rescuer = LeaseRescuer(engine_on(store), lease_ms=LEASE_MS)
     # w2 keeps heartbeating; w1 went quiet at T0 + 100.
     assert store.worker_heartbeat("w2", T0 + LEASE_MS)
     assert at(T0 + 100 + LEASE_MS, rescuer) == []  # the lease has not lapsed yet
@@ -208,7 +207,7 @@ def test_a_worker_that_stops_heartbeating_has_its_attempt_crashed_and_run_requeu
 def test_a_crash_on_the_last_attempt_ends_the_run_crashed(store: StoreOps) -> None:
     run_id = trigger(store, max_attempts=2, idempotency_key="k")
     register(store, "w1")
-    rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
+    rescuer = LeaseRescuer(engine_on(store), lease_ms=LEASE_MS)
 
     claim_and_start(store, "w1", T0)
     first = T0 + LEASE_MS + 1
@@ -237,10 +236,92 @@ def test_a_heartbeating_worker_is_never_rescued(store: StoreOps) -> None:
     run_id = trigger(store)
     register(store, "w1")
     claim_and_start(store, "w1", T0)
-    rescuer = LeaseRescuer(engine_on(store), LEASE_MS)
+    rescuer = LeaseRescuer(engine_on(store), lease_ms=LEASE_MS)
     for step in range(1, 10):
         now = T0 + step * 20_000
         store.worker_tick(WorkerTick("w1", now))  # the tick is the heartbeat
         assert at(now, rescuer) == []
     assert get(store, run_id).status == "EXECUTING"
     assert rescuer.rescued_total == 0
+
+
+# -- WaitpointTimer ----------------------------------------------------------------------------
+
+
+def waiting_for(store: StoreOps, worker_id: str, waitpoint: NewWaitpoint, now: int) -> str:
+    """A run of `worker_id` that waits (WAITING) for a new waitpoint."""
+    trigger(store, now=now)
+    run = claim_and_start(store, worker_id, now)
+    store.wait_register(WaitRef(run.id, run.attempt, 1), "duration", waitpoint, None, now)
+    suspend = Suspension(run.id, run.attempt, worker_id)
+    assert store.worker_tick(WorkerTick(worker_id, now, suspends=[suspend])).suspended == [run.id]
+    return run.id
+
+
+def waitpoint_status(store: StoreOps, waitpoint_id: str) -> str:
+    found = store.waitpoint_get(waitpoint_id)
+    assert found is not None
+    return found.status
+
+
+def test_the_timer_completes_due_duration_waits_and_requeues_their_runs(
+    store: StoreOps,
+) -> None:
+    register(store, "w1")
+    soon = NewWaitpoint(new_id("waitpoint"), "DURATION", resume_at=T0 + 6_000)
+    later = NewWaitpoint(new_id("waitpoint"), "DURATION", resume_at=T0 + 9_000)
+    first, second = waiting_for(store, "w1", soon, T0), waiting_for(store, "w1", later, T0)
+    timer = WaitpointTimer(engine_on(store))
+
+    assert at(T0 + 5_999, timer) == []
+    assert at(T0 + 6_000, timer) == [first]
+    assert (get(store, first).status, get(store, second).status) == ("QUEUED", "WAITING")
+    assert timer.next_due_ms() == T0 + 9_000
+    assert at(T0 + 9_000, timer) == [second]
+    assert timer.requeued_total == 2
+    assert timer.next_due_ms() is None
+
+
+def test_the_timer_times_out_tokens_past_their_timeout(store: StoreOps) -> None:
+    made = store.waitpoint_create(
+        NewWaitpoint(new_id("waitpoint"), "TOKEN", resume_at=T0 + 1_000), T0
+    )
+    timer = WaitpointTimer(engine_on(store))
+    at(T0 + 999, timer)
+    assert waitpoint_status(store, made.id) == "WAITING"
+    at(T0 + 1_000, timer)
+    assert waitpoint_status(store, made.id) == "TIMED_OUT"
+
+
+def test_the_timer_keeps_going_past_one_batch(store: StoreOps) -> None:
+    register(store, "w1")
+    runs = {
+        waiting_for(
+            store, "w1", NewWaitpoint(new_id("waitpoint"), "DURATION", resume_at=T0 + i), T0
+        )
+        for i in range(1, 6)
+    }
+    assert set(at(T0 + 60_000, WaitpointTimer(engine_on(store), batch_size=2))) == runs
+    assert {get(store, run_id).status for run_id in runs} == {"QUEUED"}
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 10_001, 2.0, "100", True, None])
+@pytest.mark.parametrize("service", [DelayedPromoter, TtlExpirer, WaitpointTimer])
+def test_a_bad_batch_size_is_refused_with_the_service_value_and_limits(
+    store: StoreOps, service: Any, batch_size: object
+) -> None:
+    with pytest.raises(InvalidOptionError) as raised:
+        service(engine_on(store), batch_size=batch_size)
+    assert str(raised.value) == (
+        f"{service.__name__} batch_size must be an integer from 1 to 10,000, got {batch_size!r}"
+    )
+
+
+@pytest.mark.parametrize("lease_ms", [0, -30_000, 30.5, "30000", 86_400_001])
+def test_a_bad_lease_is_refused_naming_the_setting(store: StoreOps, lease_ms: Any) -> None:
+    with pytest.raises(InvalidOptionError, match=r"LeaseRescuer lease_ms must be an integer "):
+        LeaseRescuer(engine_on(store), lease_ms=lease_ms)
+    assert LeaseRescuer(engine_on(store), lease_ms=1).lease_ms == 1
