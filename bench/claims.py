@@ -3,7 +3,7 @@
 Usage:  .venv/bin/python bench/claims.py [--runs 20000] [--batch 100] [--no-limits]
 
 Measures what a busy worker's tick loop does to the store, without executors: each tick
-(`Store.worker_tick`, one `BEGIN IMMEDIATE` transaction on a real file at
+(`engine.workers.tick`, one `BEGIN IMMEDIATE` transaction on a real file at
 synchronous=FULL) records the starts and successful outcomes of the batch the previous
 tick claimed, and claims the next batch. Throughput is completed runs per second, from
 the first claim to the empty one. Scenarios, each on a fresh database holding `--runs`

@@ -69,6 +69,7 @@ __all__ = [
     "get_config",
     "load_config",
     "reset_config",
+    "sqlite_path",
 ]
 
 CONFIG_FILE = "taskloom.toml"
@@ -178,6 +179,22 @@ def _check_dirs(value: object, where: str) -> tuple[str, ...]:
     return tuple(str(item) for item in items)
 
 
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_path(url: str, root: Path) -> Path | None:
+    """The file of a SQLite URL: ``sqlite:///relative/path`` (against `root`) or
+    ``sqlite:////absolute/path``; None for any other URL.
+
+    >>> sqlite_path("sqlite:///.taskloom/t.db", Path("/app"))
+    PosixPath('/app/.taskloom/t.db')
+    """
+    if not url.startswith(SQLITE_PREFIX):
+        return None
+    path = Path(url.removeprefix(SQLITE_PREFIX))
+    return path if path.is_absolute() else root / path
+
+
 def _check_database_url(value: object, where: str) -> str:
     expected = (
         "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db' "
@@ -185,8 +202,8 @@ def _check_database_url(value: object, where: str) -> str:
     )
     if not isinstance(value, str):
         raise _fail(where, expected, value)
-    if value.startswith("sqlite:///"):
-        path = value.removeprefix("sqlite:///")
+    if value.startswith(SQLITE_PREFIX):
+        path = value.removeprefix(SQLITE_PREFIX)
         if not path or path.endswith("/"):
             raise _fail(where, expected + " with a file name", value)
         if path == ":memory:":
@@ -308,9 +325,7 @@ class Config:
     @property
     def database_path(self) -> Path | None:
         """The SQLite file, None for PostgreSQL. ``sqlite:///rel`` is relative to `project_root`."""
-        if not self.database_url.startswith("sqlite:///"):
-            return None
-        return self.project_root / self.database_url.removeprefix("sqlite:///")
+        return sqlite_path(self.database_url, self.project_root)
 
     @property
     def is_development(self) -> bool:

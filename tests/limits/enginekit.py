@@ -2,7 +2,7 @@
 
 For the tests that need exact control of time and of each claim: the test triggers
 through `Engine.trigger` (the same validation and insert as `task.trigger`), claims and
-completes through `Store.worker_tick` (what a worker's tick does), and moves delayed and
+completes through `engine.workers.tick` (what a worker's tick does), and moves delayed and
 expired runs with the services' `run_once(now)`.
 """
 

@@ -1,4 +1,4 @@
-"""Tests for the CLI presentation helpers in taskloom.cliui."""
+"""Tests for the CLI presentation helpers in taskloom.cli.ui."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Capture of `print` and the `logging` module inside runs.
 
 The executor calls `install_capture()` once at start-up. From then on, in a
-context where an attempt's sink is bound (see `taskloom.sdk.runtime`):
+context where an attempt's sink is bound (see `taskloom.runtime.sink`):
 
 - every complete line written to `sys.stdout` becomes a "log" event at level
   "log", and every line written to `sys.stderr` one at level "error"; a partial

@@ -67,7 +67,7 @@ def use_sink(sink: EventSink) -> Iterator[EventSink]:
     """Bind `sink` as the current sink for the body of the `with` block, then restore.
 
     Partial `print` lines are not flushed here; call
-    `taskloom.sdk.capture.flush_partial(sink)` when the attempt ends.
+    `taskloom.runtime.capture.flush_partial(sink)` when the attempt ends.
     """
     token = current_sink.set(sink)
     try:

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import sqlite_path
 from ..errors import InvalidOptionError
 from .base import Store
 from .sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "Store", "open_store", "sqlite_path_from_url"]
-
-
-def sqlite_path_from_url(url: str, root: Path) -> Path:
-    """`sqlite:///relative/path` (against root) or `sqlite:////absolute/path` to a path."""
-    if not url.startswith("sqlite:///"):
-        raise InvalidOptionError(f"not a sqlite:/// database URL: {url!r}")
-    rest = url[len("sqlite:///") :]
-    path = Path(rest)
-    return path if path.is_absolute() else root / path
+__all__ = ["SqliteStore", "Store", "open_store"]
 
 
 def open_store(
     url: str, *, root: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000
 ) -> Store:
     """A store for a database URL. PostgreSQL arrives as a second implementation."""
-    if url.startswith("sqlite:///"):
+    path = sqlite_path(url, root)
+    if path is not None:
         return SqliteStore(
-            sqlite_path_from_url(url, root),
+            path,
             synchronous=synchronous,
             busy_timeout_ms=busy_timeout_ms,
         )

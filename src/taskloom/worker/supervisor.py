@@ -3,7 +3,7 @@
 One asyncio loop; every store call runs on one dedicated thread, so the loop stays free
 for executor messages and heartbeats. Writes are group-committed: whatever starts,
 outcomes and events arrived while the previous transaction ran go into the next one,
-together with the next claim (`Store.worker_tick`). An idle worker sleeps until a wake-up
+together with the next claim (`engine.workers.tick`). An idle worker sleeps until a wake-up
 datagram, a retry timer or the poll fallback. Executors are managed by `pools`, the
 attempts they run by `dispatcher`. The background services (delayed runs, TTLs, lease
 rescue, waitpoint timers) run beside, on the same loop and database thread, built by the
