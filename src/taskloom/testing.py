@@ -36,7 +36,6 @@ import math
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -115,17 +114,9 @@ def wait_for(
 
 
 def reset_client() -> None:
-    """`taskloom.sdk.client.reset`, also closing the engine's wake-up socket.
-
-    The client's reset closes the store but not the socket its engine sends wake-ups
-    on, which then surfaces as a ResourceWarning (an error under ``-W error``).
-    """
-    engine = getattr(client, "_engine", None)
-    notifier = getattr(engine, "notifier", None)
-    sock = getattr(notifier, "_socket", None)
-    if isinstance(sock, socket.socket):
-        sock.close()
-        notifier._socket = None  # type: ignore[union-attr]
+    """Forget this process's configuration and close its client (`taskloom.sdk.client.reset`:
+    the local client's store connection and wake-up socket), so the next call builds a
+    new one from the configuration."""
     client.reset()
 
 
@@ -288,7 +279,7 @@ class TaskloomProject:
         return client.configure(project_root=self.root, database_url=self.database_url, **overrides)
 
     def reset(self) -> None:
-        """Forget this process's configuration and close its engine (see `reset_client`)."""
+        """Forget this process's configuration and close its client (see `reset_client`)."""
         reset_client()
 
     @contextlib.contextmanager
@@ -352,7 +343,8 @@ import json, os, sys
 if sys.argv[4]:
     exec(compile(sys.argv[4], "<worker prelude>", "exec"), {"__name__": "__prelude__"})
 
-from taskloom.sdk.client import current_engine
+from taskloom.config import get_config
+from taskloom.engine.factory import open_engine
 from taskloom.worker.supervisor import run_worker
 
 ready_path, concurrency, executors = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -369,7 +361,7 @@ def on_ready(supervisor):
 
 sys.exit(
     run_worker(
-        current_engine(),
+        open_engine(get_config()),
         concurrency=concurrency or None,
         executors=executors or None,
         on_ready=on_ready,

@@ -153,10 +153,10 @@ def test_a_bad_trigger_option_stores_nothing(
 
 
 def test_an_unknown_queue_lists_the_known_ones(project: TaskloomProject) -> None:
-    from taskloom.sdk.client import current_engine
     from taskloom.store.records import QueueDeclaration
+    from workerfixtures import local_engine
 
-    engine = current_engine()
+    engine = local_engine()
     engine.ensure_schema()
     engine.store.queues_declare([QueueDeclaration("emails", "custom", 5, None)], 0)
     defined = task(id="t-known", run=noop)
