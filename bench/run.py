@@ -15,6 +15,7 @@ Each scenario uses a fresh project directory and database file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -70,11 +71,14 @@ def project() -> Iterator[Path]:
 
 
 def configure(root: Path) -> None:
+    from taskloom.config import get_config
+    from taskloom.engine.factory import open_engine
     from taskloom.sdk import client
 
     client.reset()
     client.configure(project_root=root)
-    client.current_engine().ensure_schema()
+    with contextlib.closing(open_engine(get_config())) as engine:
+        engine.migrate()  # before the worker starts
 
 
 @contextmanager
@@ -82,10 +86,11 @@ def worker(root: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = dict(os.environ, TASKLOOM_PROJECT_ROOT=str(root))
     code = (
         "import sys\n"
-        "from taskloom.sdk.client import current_engine\n"
+        "from taskloom.config import get_config\n"
+        "from taskloom.engine.factory import open_engine\n"
         "from taskloom.services import maintenance_host\n"
         "from taskloom.worker.supervisor import run_worker\n"
-        "sys.exit(run_worker(current_engine(), services=maintenance_host))\n"
+        "sys.exit(run_worker(open_engine(get_config()), services=maintenance_host))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root)
     try:
@@ -198,16 +203,17 @@ def bench_drain_keys(n: int) -> dict[str, float]:
 
 
 def bench_latency(samples: int) -> dict[str, float]:
-    from taskloom.sdk.client import current_engine
+    from taskloom.config import get_config
+    from taskloom.engine.factory import open_engine
 
     with project() as root:
         configure(root)
         sys.path.insert(0, str(root))
         import trigger.bench_tasks as mod
 
-        engine = current_engine()
+        engine = open_engine(get_config())  # reads without attempts: the cheapest poll
         latencies = []
-        with worker(root):
+        with worker(root), contextlib.closing(engine):
             for _ in range(samples):
                 before = time.time_ns()
                 handle = mod.stamp.trigger(None)

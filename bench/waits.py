@@ -77,10 +77,11 @@ def worker(root: Path) -> Iterator[subprocess.Popen[bytes]]:
     env["TASKLOOM_PROJECT_ROOT"] = str(root)
     code = (
         "import sys\n"
-        "from taskloom.sdk.client import current_engine\n"
+        "from taskloom.config import get_config\n"
+        "from taskloom.engine.factory import open_engine\n"
         "from taskloom.services import maintenance_host\n"
         "from taskloom.worker.supervisor import run_worker\n"
-        "sys.exit(run_worker(current_engine(), services=maintenance_host))\n"
+        "sys.exit(run_worker(open_engine(get_config()), services=maintenance_host))\n"
     )
     running = "SELECT COUNT(*) FROM workers WHERE status = 'RUNNING'"
     before = count(root, running)
@@ -159,13 +160,16 @@ def process_tree(root_pid: int) -> list[int]:
 
 def bench(runs: int, mode: str, ahead: float, timeout: float, replay: bool) -> dict[str, Any]:
     from taskloom import batch, wait
-    from taskloom.sdk.client import configure, current_engine, reset
+    from taskloom.config import get_config
+    from taskloom.engine.factory import open_engine
+    from taskloom.sdk.client import configure, reset
 
     result: dict[str, Any] = {"runs": runs, "mode": mode, "replay": replay}
     with project() as root:
         reset()
         configure(project_root=root)
-        current_engine().ensure_schema()
+        with contextlib.closing(open_engine(get_config())) as engine:
+            engine.migrate()  # before the worker starts
         with worker(root) as proc:
             began = time.monotonic()
             moment = datetime.now(tz=UTC) + timedelta(seconds=ahead)

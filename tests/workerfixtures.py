@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from taskloom.engine.engine import Engine
 from taskloom.runtime import registry
+from taskloom.sdk.client import LocalClient, current_client
 from taskloom.testing import TaskloomProject, WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
@@ -23,6 +25,14 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TASKLOOM_"):
             monkeypatch.delenv(name)
+
+
+def local_engine() -> Engine:
+    """The engine behind this process's client (a `LocalClient` on the configured
+    project), for assertions on what the public API does not show."""
+    client = current_client()
+    assert isinstance(client, LocalClient), client
+    return client.engine
 
 
 @contextmanager

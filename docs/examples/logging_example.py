@@ -1,4 +1,4 @@
-"""docs/logging.md, runnable: a run's log events, read back through the store and the CLI.
+"""docs/logging.md, runnable: a run's log events, read back with `runs.events` and the CLI.
 
 Start a worker for the example project in one terminal, then run this script in another:
 
@@ -11,11 +11,9 @@ import subprocess
 import sys
 
 import example_project  # noqa: F401 - puts project/ (and its trigger/) on sys.path
-import orjson
 from trigger.reports import build_report
 
-from taskloom import logger
-from taskloom.sdk.client import current_engine
+from taskloom import logger, runs
 
 
 def main() -> int:
@@ -23,8 +21,8 @@ def main() -> int:
     print("output:", handle.result(timeout=30))
 
     # Every event of the run, in order: its status changes and what its attempt reported.
-    for event in current_engine().run_events(handle.id):
-        data = orjson.loads(event.data)
+    for event in runs.events(handle.id):
+        data = event.data
         if event.kind == "log":
             in_span = " (in a span)" if data["span_id"] else ""
             print(f"log {data['level']}: {data['message']} {data['attributes']}{in_span}")

@@ -31,6 +31,7 @@ from .sdk.results import BatchHandle as BatchHandle
 from .sdk.results import BatchResult as BatchResult
 from .sdk.results import TaskRunResult as TaskRunResult
 from .sdk.results import Token as Token
+from .sdk.results import TokenDetails as TokenDetails
 from .sdk.results import WaitTokenResult as WaitTokenResult
 from .sdk.runs import runs as runs
 from .sdk.task import Task as Task
@@ -40,6 +41,7 @@ from .sdk.task import tasks as tasks
 from .sdk.wait import wait as wait
 from .types import QueueDetails as QueueDetails
 from .types import Run as Run
+from .types import RunEvent as RunEvent
 from .types import RunStatus as RunStatus
 
 __version__ = "0.1.0"
@@ -58,6 +60,7 @@ __all__ = [
     "QueueDetails",
     "Retry",
     "Run",
+    "RunEvent",
     "RunFailedError",
     "RunHandle",
     "RunNotFoundError",
@@ -69,6 +72,7 @@ __all__ = [
     "TaskRunResult",
     "TaskloomError",
     "Token",
+    "TokenDetails",
     "UnknownTaskError",
     "WaitTokenResult",
     "WaitpointTimeoutError",

@@ -190,3 +190,24 @@ class QueueDetails:
     override_concurrency_limit: int | None
     overridden_at: datetime | None
     total_concurrency_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One event of a run, as `runs.events` returns them, oldest first.
+
+    `kind` is "log", "span_start", "span_end", "hook", ... and `data` its JSON (a log's
+    `level`, `message` and `attributes`, ...); `ts` is milliseconds since the epoch.
+    """
+
+    id: int
+    run_id: str
+    attempt: int | None
+    ts: int
+    kind: str
+    data: dict[str, Any]
+
+    @property
+    def at(self) -> datetime:
+        """`ts` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.ts / 1000, tz=UTC)

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from taskloom import tasks
-from taskloom.sdk.client import current_engine
 from taskloom.testing import TaskloomProject
+from workerfixtures import local_engine
 
 from .conftest import StartWorker
 
@@ -48,7 +48,7 @@ async def chatty_async(payload, ctx):
 
 
 def _events(run_id: str) -> list[tuple[str, dict[str, Any]]]:
-    records = current_engine().run_events(run_id)
+    records = local_engine().run_events(run_id)
     # What the attempt reported (the engine also journals the run's status changes).
     return [(r.kind, orjson.loads(r.data)) for r in records if r.kind != "status"]
 
@@ -90,7 +90,7 @@ def test_print_logging_and_logger_become_the_run_s_events_in_order() -> None:
     span_end = next(data for kind, data in events if kind == "span_end")
     assert by_message["inside the span"]["span_id"] == span_start["span_id"]
     assert span_end["attributes"] == {"amount": 42, "receipt": "r-1"}
-    assert all(r.attempt == 1 for r in current_engine().run_events(handle.id))
+    assert all(r.attempt == 1 for r in local_engine().run_events(handle.id))
     timestamps = [data["ts"] for kind, data in events if "ts" in data]
     assert timestamps == sorted(timestamps)
 

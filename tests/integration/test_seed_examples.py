@@ -31,8 +31,8 @@ import pytest
 from taskloom import Run, RunStatus, queues, runs, tasks
 from taskloom.runtime import registry
 from taskloom.runtime.hooks import clear_global
-from taskloom.sdk.client import current_engine
 from taskloom.testing import TaskloomProject, WorkerProcess, wait_for
+from workerfixtures import local_engine
 
 pytestmark = pytest.mark.slow
 
@@ -274,7 +274,7 @@ def hook(kind: str, scope: str, name: str, error: str | None = None) -> Entry:
 def trace(run_id: str, attempt: int | None = None) -> list[Entry]:
     """The run's hook calls and log lines in order (of one attempt, or all)."""
     entries: list[Entry] = []
-    for event in current_engine().run_events(run_id):
+    for event in local_engine().run_events(run_id):
         if attempt is not None and event.attempt != attempt:
             continue
         data = json.loads(event.data)
@@ -1047,7 +1047,7 @@ def test_interruptible_chat_saves_the_partial_answer(worker: WorkerProcess) -> N
     def streamed() -> list[str]:
         return [
             json.loads(e.data)["attributes"]["text"]
-            for e in current_engine().run_events(handle.id)
+            for e in local_engine().run_events(handle.id)
             if e.kind == "log" and json.loads(e.data)["message"] == "chunk"
         ]
 

@@ -154,9 +154,9 @@ def test_a_bad_trigger_option_stores_nothing(
 
 def test_an_unknown_queue_lists_the_known_ones(project: TaskloomProject) -> None:
     from taskloom.engine.records import QueueDeclaration
-    from taskloom.sdk.client import current_engine
+    from workerfixtures import local_engine
 
-    engine = current_engine()
+    engine = local_engine()
     engine.ensure_schema()
     engine.workers.announce([], [QueueDeclaration("emails", "custom", 5, None)])
     defined = task(id="t-known", run=noop)

@@ -38,8 +38,8 @@ from hypothesis import strategies as st
 
 from taskloom import runs, tasks
 from taskloom.runtime import registry
-from taskloom.sdk.client import current_engine
 from taskloom.testing import TaskloomProject, WorkerProcess, wait_for
+from workerfixtures import local_engine
 
 from .support import (
     FAST_CONFIG,
@@ -162,7 +162,7 @@ def _execute(plan: Plan, project: TaskloomProject, ledger: Ledger) -> Outcome:
             for target in plan.cancels.get(index, []):
                 run_id = seen.handles[target][0]
                 before = time.time()
-                previous = current_engine().cancel(run_id)  # the status it had
+                previous = local_engine().cancel(run_id)  # the status it had
                 if run_id not in seen.cancelled:
                     seen.cancelled[run_id] = (before, previous.value)
             if index == plan.kill_after_wave:

@@ -25,8 +25,15 @@ def runtime(sent: list[Any], events: list[str]) -> AttemptRuntime:
     async def on_resume(info: WaitInfo) -> None:
         events.append(f"resume {info.seq}")
 
+    engine: Any = None  # these waits never reach an engine
     return AttemptRuntime(
-        ctx, recorded={}, send=sent.append, on_wait=on_wait, on_resume=on_resume, is_async=True
+        ctx,
+        engine=engine,
+        recorded={},
+        send=sent.append,
+        on_wait=on_wait,
+        on_resume=on_resume,
+        is_async=True,
     )
 
 

@@ -1,17 +1,21 @@
-"""What every command shares: the engine, colour decisions, JSON output and run rendering."""
+"""What every command shares: the client (and, for admin commands, the engine), colour
+decisions, JSON output and run rendering."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import Config
+from ..config import Config, get_config
 from ..engine.engine import Engine
-from ..sdk.client import current_engine
+from ..engine.factory import open_engine
+from ..sdk.client import Client, current_client
 from ..types import Attempt, Run, RunError
 from . import ui
 
@@ -21,11 +25,20 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def engine() -> Engine:
-    """The engine for the effective configuration, with migrations applied."""
-    current = current_engine()
-    current.ensure_schema()
-    return current
+def client() -> Client:
+    """The client public operations go through (runs, queues, triggers), as in the sdk."""
+    return current_client()
+
+
+@contextlib.contextmanager
+def admin_engine() -> Iterator[Engine]:
+    """An engine on the configured database, for what only the database's owner does
+    (migrations, running a worker); closed afterwards."""
+    engine = open_engine(get_config())
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def colour(stream: TextIO | None = None) -> bool:

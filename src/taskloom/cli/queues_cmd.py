@@ -103,7 +103,6 @@ def _paused_colour(text: str) -> str | None:
 
 def queue_list(args: argparse.Namespace) -> int:
     """Handle `taskloom queues list`."""
-    common.engine()
     found = queues.list()
     if args.json:
         common.out(common.to_json([queue_to_dict(q) for q in found]))
@@ -171,13 +170,11 @@ def _print(queue: QueueDetails, as_json: bool, message: str | None = None) -> in
 
 def queue_show(args: argparse.Namespace) -> int:
     """Handle `taskloom queues show`."""
-    common.engine()
     return _print(queues.retrieve(args.name), args.json)
 
 
 def queue_pause(args: argparse.Namespace) -> int:
     """Handle `taskloom queues pause`."""
-    common.engine()
     queue = queues.pause(args.name)
     message = (
         f"Paused queue {queue.name}: nothing new starts; {queue.running} running will finish, "
@@ -188,14 +185,12 @@ def queue_pause(args: argparse.Namespace) -> int:
 
 def queue_resume(args: argparse.Namespace) -> int:
     """Handle `taskloom queues resume`."""
-    common.engine()
     queue = queues.resume(args.name)
     return _print(queue, args.json, f"Resumed queue {queue.name} ({queue.queued} queued)")
 
 
 def queue_override(args: argparse.Namespace) -> int:
     """Handle `taskloom queues override`."""
-    common.engine()
     queue = queues.override_concurrency_limit(args.name, args.limit)
     base = "no limit" if queue.base_concurrency_limit is None else queue.base_concurrency_limit
     message = f"Queue {queue.name}: limit {queue.concurrency_limit} (the code says {base})"
@@ -204,7 +199,6 @@ def queue_override(args: argparse.Namespace) -> int:
 
 def queue_reset(args: argparse.Namespace) -> int:
     """Handle `taskloom queues reset`."""
-    common.engine()
     queue = queues.reset_concurrency_limit(args.name)
     limit = "no limit" if queue.concurrency_limit is None else f"limit {queue.concurrency_limit}"
     return _print(queue, args.json, f"Queue {queue.name}: back to {limit} from the code")

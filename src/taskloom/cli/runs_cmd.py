@@ -9,9 +9,8 @@ from typing import Any
 
 import orjson
 
-from ..engine.records import EventRecord
 from ..sdk.runs import MAX_LIST_LIMIT, runs
-from ..types import Run, RunStatus, ms_to_datetime
+from ..types import Run, RunEvent, RunStatus, ms_to_datetime
 from . import common, ui
 from .trigger_cmd import add_wait_options, duration, positive_int, wait_and_report
 
@@ -74,7 +73,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run_list(args: argparse.Namespace) -> int:
     """Handle `taskloom runs list`."""
-    common.engine()
     found = runs.list(
         status=args.statuses, task=args.task_ids, tag=args.tag, since=args.since, limit=args.limit
     )
@@ -105,12 +103,12 @@ def run_list(args: argparse.Namespace) -> int:
     return common.EXIT_OK
 
 
-def _log_events(run_id: str) -> list[EventRecord]:
-    return [event for event in common.engine().run_events(run_id) if event.kind == "log"]
+def _log_events(run_id: str) -> list[RunEvent]:
+    return [event for event in runs.events(run_id) if event.kind == "log"]
 
 
-def _event_to_dict(event: EventRecord) -> dict[str, Any]:
-    data = orjson.loads(event.data)
+def _event_to_dict(event: RunEvent) -> dict[str, Any]:
+    data = event.data
     moment = ms_to_datetime(event.ts)
     return {
         "ts": moment.isoformat() if moment is not None else None,
@@ -241,9 +239,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     """Handle `taskloom runs cancel`."""
-    engine = common.engine()
-    previous = engine.cancel(args.run_id)
-    run = engine.retrieve(args.run_id, with_attempts=False)
+    cancellation = common.client().run_cancel(args.run_id)
+    previous, run = cancellation.previous_status, cancellation.run
     if previous.is_final:
         common.out(
             f"{run.id} already ended {common.status_text(previous.value)}; nothing to cancel"
@@ -257,7 +254,6 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Handle `taskloom runs replay`."""
-    common.engine()
     handle = runs.replay(args.run_id)
     if args.wait:
         if not args.json:

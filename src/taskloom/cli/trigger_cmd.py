@@ -137,7 +137,6 @@ def run_trigger(args: argparse.Namespace) -> int:
         return common.EXIT_USAGE
     options = {name: getattr(args, name) for name in _OPTION_NAMES}
     options = {name: value for name, value in options.items() if value is not None}
-    common.engine()
     try:
         handle = tasks.trigger(args.task_id, payload, **options)
     except UnknownTaskError as error:
@@ -168,11 +167,11 @@ def run_trigger(args: argparse.Namespace) -> int:
 
 def wait_for_run(run_id: str, timeout: float | None, spinner: ui.Spinner) -> Run:
     """Poll the run until it is final, showing its status; RunTimeoutError after `timeout`."""
-    engine = common.engine()
+    client = common.client()
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = FIRST_POLL_SECONDS
     while True:
-        run = engine.retrieve(run_id)
+        run = client.run_retrieve(run_id)
         spinner.update(run.status.value)
         if run.is_completed:
             return run
@@ -188,7 +187,7 @@ def wait_for_run(run_id: str, timeout: float | None, spinner: ui.Spinner) -> Run
 
 def wait_and_report(run_id: str, *, timeout: float | None, as_json: bool) -> int:
     """Wait for a run, print its output (or error), and return the exit code: 0 on COMPLETED."""
-    run = common.engine().retrieve(run_id, with_attempts=False)
+    run = common.client().run_retrieve(run_id)
     try:
         with ui.Spinner(f"Waiting for {run.id} ({run.task_id})") as spinner:
             run = wait_for_run(run_id, timeout, spinner)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..engine.spec import TaskSpec
-from ..sdk.client import current_engine
 from ..services import maintenance_host
 from ..worker.supervisor import Supervisor, run_worker
 from . import common
@@ -46,10 +45,10 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 def migrate_and_report() -> None:
     """Apply pending migrations and say what happened, with the schema version."""
-    engine = current_engine()
-    applied = engine.migrate()
-    database = common.describe_database(engine.config)
-    version = engine.schema_version()
+    with common.admin_engine() as engine:
+        applied = engine.migrate()
+        database = common.describe_database(engine.config)
+        version = engine.schema_version()
     if applied:
         for name in applied:
             common.out(f"Applied migration {name}")
@@ -83,14 +82,15 @@ def _announce(supervisor: Supervisor) -> None:
 
 def run_worker_command(args: argparse.Namespace) -> int:
     """Handle `taskloom worker`: run until stopped, return the worker's exit code."""
-    engine = common.engine()
-    code = run_worker(
-        engine,
-        services=maintenance_host,
-        concurrency=args.concurrency,
-        executors=args.executors,
-        on_ready=_announce,
-    )
+    with common.admin_engine() as engine:
+        engine.ensure_schema()
+        code = run_worker(
+            engine,
+            services=maintenance_host,
+            concurrency=args.concurrency,
+            executors=args.executors,
+            on_ready=_announce,
+        )
     if code == 0:
         common.err("taskloom worker stopped")
     return code

@@ -5,6 +5,10 @@ every child trigger made by the run takes the next sequence number; what it did 
 recorded in the store under (run, attempt, sequence number), so that a run replayed from
 the top (its worker died while it waited) gets each completed wait's result at once and
 finds the children it already triggered, instead of doing them again.
+
+Those steps talk to the engine the attempt was given (`AttemptRuntime.engine`: whoever
+runs the attempt provides it, the worker's executor one per process), never to the
+sdk's client.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..engine.engine import Engine
 from ..engine.records import RecordedWait, WaitRef
 from ..errors import AbortTaskRunError, TaskloomError
 from .context import Context
@@ -47,12 +52,14 @@ class WaitInfo:
 
 
 class AttemptRuntime:
-    """One attempt's sequence numbers, recorded waits and pending wait futures."""
+    """One attempt's sequence numbers, recorded waits and pending wait futures, and the
+    engine its durable steps (waits, child runs, tokens, metadata) go through."""
 
     def __init__(
         self,
         ctx: Context,
         *,
+        engine: Engine,
         recorded: Mapping[int, RecordedWait],
         send: Callable[[list[Any]], None],
         on_wait: Callable[[WaitInfo], Awaitable[None]],
@@ -61,6 +68,7 @@ class AttemptRuntime:
         queue_ts: int | None = None,
     ) -> None:
         self.ctx = ctx
+        self.engine = engine
         self.run_id = ctx.run.id
         self.attempt = ctx.attempt.number
         self.recorded = dict(recorded)

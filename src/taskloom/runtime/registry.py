@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..config import Config
+from ..engine.spec import TaskSpec
 from ..errors import TaskloomError
 
 if TYPE_CHECKING:
@@ -47,3 +50,17 @@ def clear() -> None:
     """Forget every task (for tests)."""
     with _lock:
         _tasks.clear()
+
+
+def spec_lookup(config: Config) -> Callable[[str], TaskSpec | None]:
+    """The specs of the tasks defined in this process, under `config`'s defaults: what an
+    engine opened here is given as `local_specs`, so it finds them before the catalog.
+
+    >>> engine = open_engine(config, local_specs=spec_lookup(config))  # doctest: +SKIP
+    """
+
+    def local_spec(task_id: str) -> TaskSpec | None:
+        task = _tasks.get(task_id)
+        return None if task is None else task.spec_for(config)
+
+    return local_spec

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..clock import now_ms
 from ..config import Config
+from ..engine.engine import Engine
 from ..engine.records import RecordedWait
 from ..machines import resolve_machine
 from ..types import RunStatus, ms_to_datetime
@@ -122,7 +123,8 @@ def build_context(
 
 
 class AttemptRunner:
-    """Runs one attempt of a task with the run's locked settings."""
+    """Runs one attempt of a task with the run's locked settings; its durable steps go
+    through `engine` (the executor's, one per process)."""
 
     def __init__(
         self,
@@ -133,8 +135,11 @@ class AttemptRunner:
         threads: Executor,
         request_kill: Callable[[str], None] | None = None,
         send: Callable[[list[Any]], None] | None = None,
+        *,
+        engine: Engine,
     ) -> None:
         self.task = task
+        self.engine = engine
         self.start = start
         self.state = state
         self.config = config
@@ -170,6 +175,7 @@ class AttemptRunner:
             lifecycle = self.lifecycle
             self.runtime = AttemptRuntime(
                 ctx,
+                engine=self.engine,
                 recorded=recorded_waits(self.start.get("waits")),
                 send=self.send,
                 on_wait=lifecycle.fire_wait,

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RunFailedError
+from ..runtime.results import TriggeredRun
 from ..types import Run
-from .client import current_engine
+from .client import current_client
 from .polling import apoll_until_final, poll_until_final
 
 
@@ -22,9 +23,14 @@ class RunHandle:
     task_id: str
     is_cached: bool = False
 
+    @classmethod
+    def of(cls, triggered: TriggeredRun) -> RunHandle:
+        """The handle of a run a trigger (inside a run, or through the client) made."""
+        return cls(triggered.id, triggered.task_id, triggered.is_cached)
+
     def retrieve(self) -> Run:
         """The run as it is now."""
-        return current_engine().retrieve(self.id)
+        return current_client().run_retrieve(self.id)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the run to finish and return its output.

@@ -11,68 +11,19 @@ that run's current attempt, `"global"` to nothing (plain strings outside a run).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from ..errors import InvalidOptionError
-from ..runtime.context import get_context
-from .client import current_engine
+from ..runtime.idempotency_keys import SCOPES, IdempotencyKey, key_parts, make_key, scoped_options
+from .client import current_client
 
-SCOPES = ("run", "attempt", "global")
-
-
-class IdempotencyKey(str):
-    """A key made by `idempotency_keys.create` (a hash of its parts and scope)."""
-
-    scope: str
-    parts: tuple[str, ...]
-
-    def __new__(cls, value: str, scope: str, parts: tuple[str, ...]) -> IdempotencyKey:
-        made = super().__new__(cls, value)
-        made.scope = scope
-        made.parts = parts
-        return made
-
-
-def _parts(key: str | Sequence[str]) -> tuple[str, ...]:
-    parts = (key,) if isinstance(key, str) else tuple(key)
-    if not parts or not all(isinstance(p, str) and p for p in parts):
-        raise InvalidOptionError(
-            f"an idempotency key is a non-empty string or list of strings, got {key!r}"
-        )
-    return parts
-
-
-def make_key(
-    key: str | Sequence[str],
-    scope: str = "run",
-    *,
-    run_id: str | None = None,
-    attempt: int | None = None,
-) -> IdempotencyKey:
-    """The key for `key` in a scope; `run_id`/`attempt` default to the current run's."""
-    if scope not in SCOPES:
-        raise InvalidOptionError(f"idempotency key scope must be one of {SCOPES}, got {scope!r}")
-    parts = _parts(key)
-    ctx = get_context()
-    if run_id is None and ctx is not None:
-        run_id = ctx.run.id
-        attempt = ctx.attempt.number if attempt is None else attempt
-    material = "-".join(parts)
-    if scope in ("run", "attempt") and run_id is not None:
-        material += f"\x00run:{run_id}"
-        if scope == "attempt":
-            material += f"\x00attempt:{attempt}"
-    return IdempotencyKey(hashlib.sha256(material.encode()).hexdigest(), scope, parts)
-
-
-def scoped_options(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Trigger options with a plain-string key scoped to the current run (inside a run)."""
-    key = options.get("idempotency_key")
-    if key is None or isinstance(key, IdempotencyKey) or get_context() is None:
-        return options
-    return {**options, "idempotency_key": make_key(key, "run")}
+__all__ = [
+    "SCOPES",
+    "IdempotencyKey",
+    "IdempotencyKeys",
+    "idempotency_keys",
+    "make_key",
+    "scoped_options",
+]
 
 
 class IdempotencyKeys:
@@ -88,8 +39,8 @@ class IdempotencyKeys:
     def reset(self, task_id: str, key: str | Sequence[str]) -> bool:
         """Forget a key so the next trigger with it creates a new run. Pass the key as you
         passed it to trigger (an `IdempotencyKey`, or the plain string used outside a run)."""
-        value = key if isinstance(key, str) else "-".join(_parts(key))
-        return current_engine().reset_idempotency_key(task_id, value)
+        value = key if isinstance(key, str) else "-".join(key_parts(key))
+        return current_client().idempotency_key_reset(task_id, value)
 
 
 idempotency_keys = IdempotencyKeys()

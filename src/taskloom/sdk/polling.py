@@ -1,4 +1,5 @@
-"""Waiting for a run to change, by polling the store with a growing interval."""
+"""Waiting for a run to change, by polling the client (`run_retrieve`) with a growing
+interval."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from ..errors import TaskloomError
 from ..types import Run
-from .client import current_engine
+from .client import current_client
 
 FIRST_INTERVAL = 0.005
 MAX_INTERVAL = 0.25
@@ -26,11 +27,11 @@ def _timeout_error(run: Run, timeout: float) -> RunTimeoutError:
 
 def poll_until_final(run_id: str, timeout: float | None) -> Run:
     """Block until the run is final; RunTimeoutError after `timeout` seconds."""
-    engine = current_engine()
+    client = current_client()
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = FIRST_INTERVAL
     while True:
-        run = engine.retrieve(run_id)
+        run = client.run_retrieve(run_id)
         if run.is_completed:
             return run
         if deadline is not None:
@@ -47,7 +48,7 @@ async def apoll_until_final(run_id: str, timeout: float | None) -> Run:
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = FIRST_INTERVAL
     while True:
-        run = await asyncio.to_thread(current_engine().retrieve, run_id)
+        run = await asyncio.to_thread(current_client().run_retrieve, run_id)
         if run.is_completed:
             return run
         if deadline is not None:
@@ -62,5 +63,5 @@ async def apoll_until_final(run_id: str, timeout: float | None) -> Run:
 async def subscribe(run_id: str) -> AsyncIterator[Run]:
     """Yield the run now and after every change (every status it passes through, from the
     engine's event log), until it is final."""
-    async for snapshot in current_engine().watch(run_id):
+    async for snapshot in current_client().run_watch(run_id):
         yield snapshot

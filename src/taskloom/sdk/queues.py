@@ -1,4 +1,5 @@
-"""The `queues` namespace: list, inspect, pause, resume and override queue limits."""
+"""The `queues` namespace: list, inspect, pause, resume and override queue limits, through
+the client."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import builtins
 
 from ..types import QueueDetails
-from .client import current_engine
+from .client import current_client
 
 
 class Queues:
@@ -14,27 +15,27 @@ class Queues:
 
     def list(self) -> list[QueueDetails]:
         """Every queue workers have declared, with running and queued counts."""
-        return current_engine().queues()
+        return current_client().queue_list()
 
     def retrieve(self, name: str) -> QueueDetails:
         """One queue: counts, limit in force, override, paused."""
-        return current_engine().queue(name)
+        return current_client().queue_retrieve(name)
 
     def pause(self, name: str) -> QueueDetails:
         """Start nothing new from this queue; executing runs finish."""
-        return current_engine().pause_queue(name, True)
+        return current_client().queue_pause(name)
 
     def resume(self, name: str) -> QueueDetails:
         """Start runs from this queue again."""
-        return current_engine().pause_queue(name, False)
+        return current_client().queue_resume(name)
 
     def override_concurrency_limit(self, name: str, limit: int) -> QueueDetails:
         """Replace the queue's limit from code until `reset_concurrency_limit`."""
-        return current_engine().override_queue_limit(name, limit)
+        return current_client().queue_override_limit(name, limit)
 
     def reset_concurrency_limit(self, name: str) -> QueueDetails:
         """Go back to the limit declared in code."""
-        return current_engine().override_queue_limit(name, None)
+        return current_client().queue_reset_limit(name)
 
     async def alist(self) -> builtins.list[QueueDetails]:
         """Async twin of `list`."""

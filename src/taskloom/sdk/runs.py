@@ -1,4 +1,5 @@
-"""The `runs` namespace: read, list, cancel, replay, reschedule and wait for runs."""
+"""The `runs` namespace: read, list, cancel, replay, reschedule and wait for runs, read their
+events and change their metadata from outside them. Every call goes through the client."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..clock import now_ms
 from ..durations import parse_duration
-from ..engine.records import RunFilter
 from ..errors import InvalidOptionError
-from ..types import Run, RunStatus
-from .client import current_engine
+from ..types import Run, RunEvent, RunStatus
+from .client import RunQuery, current_client
 from .handles import RunHandle
 from .polling import apoll_until_final, poll_until_final
 from .polling import subscribe as _subscribe
@@ -46,7 +47,7 @@ def _since_ms(since: datetime | timedelta | str | float | None) -> int | None:
             raise InvalidOptionError(f"since must be an aware datetime, got {since!r}")
         return int(since.timestamp() * 1000)
     seconds = parse_duration(since, what="runs.list(since=...)")
-    return current_engine().clock.now_ms() - round(seconds * 1000)
+    return now_ms() - round(seconds * 1000)
 
 
 class Runs:
@@ -54,7 +55,7 @@ class Runs:
 
     def retrieve(self, run: str | RunHandle | Run) -> Run:
         """A run by id (or handle), with its attempts. RunNotFoundError if it does not exist."""
-        return current_engine().retrieve(_id(run))
+        return current_client().run_retrieve(_id(run))
 
     def list(
         self,
@@ -75,14 +76,14 @@ class Runs:
                 f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}"
             )
         tasks = () if task is None else ((task,) if isinstance(task, str) else tuple(task))
-        filters = RunFilter(
+        query = RunQuery(
             statuses=_statuses(status),
             task_ids=tasks,
             tag=tag,
             since_ms=_since_ms(since),
             limit=limit,
         )
-        return current_engine().list_runs(filters)
+        return current_client().run_list(query)
 
     def cancel(self, run: str | RunHandle | Run) -> Run:
         """Cancel a run that has not finished; returns it afterwards.
@@ -90,20 +91,35 @@ class Runs:
         Queued and delayed runs are cancelled at once. An executing run is marked
         CANCELED and its worker stops the attempt. Final runs are left as they are.
         """
-        engine = current_engine()
-        engine.cancel(_id(run))
-        return engine.retrieve(_id(run))
+        return current_client().run_cancel(_id(run)).run
 
     def replay(self, run: str | RunHandle | Run) -> RunHandle:
         """Trigger a new run of the same task with the same payload and tags."""
-        engine = current_engine()
-        original = engine.retrieve(_id(run), with_attempts=False)
-        result = engine.replay(original.id)
-        return RunHandle(result.run_id, original.task_id)
+        return RunHandle.of(current_client().run_replay(_id(run)))
 
     def reschedule(self, run: str | RunHandle | Run, *, delay: Any) -> Run:
         """Move a DELAYED run's start (`delay` as for trigger: "1h", seconds, datetime)."""
-        return current_engine().reschedule(_id(run), delay)
+        return current_client().run_reschedule(_id(run), delay)
+
+    def events(
+        self, run: str | RunHandle | Run, *, after_id: int = 0, limit: int = 1000
+    ) -> builtins.list[RunEvent]:
+        """A run's events (log lines, span starts and ends, hook calls), oldest first;
+        page through long logs with `after_id=<the last id seen>`.
+
+        >>> [e.data["message"] for e in runs.events(handle) if e.kind == "log"]  # doctest: +SKIP
+        """
+        return current_client().run_events(_id(run), after_id=after_id, limit=limit)
+
+    def update_metadata(
+        self, run: str | RunHandle | Run, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace a run's metadata from outside the run (JSON, at most 256 KB); returns
+        it as stored. A run that is executing keeps its own copy: what it sets later
+        (`metadata.set(...)`) is applied over the stored metadata when it is written."""
+        if not isinstance(metadata, dict):
+            raise InvalidOptionError(f"runs.update_metadata needs a dict, got {metadata!r}")
+        return current_client().run_metadata_update(_id(run), [["replace", None, metadata]])
 
     def poll(self, run: str | RunHandle | Run, timeout: float | None = None) -> Run:
         """Wait until the run is final and return it (RunTimeoutError after `timeout`)."""
@@ -140,6 +156,18 @@ class Runs:
     async def apoll(self, run: str | RunHandle | Run, timeout: float | None = None) -> Run:
         """Async twin of `poll`."""
         return await apoll_until_final(_id(run), timeout)
+
+    async def aevents(
+        self, run: str | RunHandle | Run, *, after_id: int = 0, limit: int = 1000
+    ) -> builtins.list[RunEvent]:
+        """Async twin of `events`."""
+        return await asyncio.to_thread(lambda: self.events(run, after_id=after_id, limit=limit))
+
+    async def aupdate_metadata(
+        self, run: str | RunHandle | Run, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Async twin of `update_metadata`."""
+        return await asyncio.to_thread(self.update_metadata, run, metadata)
 
 
 runs = Runs()

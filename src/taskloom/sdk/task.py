@@ -1,4 +1,8 @@
-"""`task()`, `schema_task()`, the `Task` object they return, and the `tasks` namespace."""
+"""`task()`, `schema_task()`, the `Task` object they return, and the `tasks` namespace.
+
+Triggers made inside a run are steps of that run (`taskloom.runtime.children`); outside a
+run they go through the client, by task id, once a schema task's payload is validated.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from ..engine.spec import TaskSpec
 from ..errors import InvalidOptionError
 from ..retry import Retry
-from ..runtime import registry
-from ..runtime.attempt import current_attempt, run_with_reserved_step
+from ..runtime import children, registry
+from ..runtime.attempt import AttemptRuntime, current_attempt, run_with_reserved_step
 from ..runtime.definition import (
     TaskDefinition,
     TaskOptions,
@@ -23,10 +26,8 @@ from ..runtime.definition import (
 from ..runtime.hook_args import BoundHook
 from ..runtime.hooks import Registrar
 from ..runtime.queues import Queue
-from . import children
-from .client import current_engine
+from .client import BatchItem, current_client
 from .handles import RunHandle
-from .idempotency_keys import scoped_options
 from .results import BatchHandle, BatchResult, TaskRunResult
 
 P = TypeVar("P")
@@ -44,11 +45,11 @@ class Task(TaskDefinition[P, R]):
         run, the new run is its child (`parent_run_id`), and a replay finds it again.
         """
         stored = self.validate_payload(payload)
-        if current_attempt.get() is not None:
-            return children.trigger(self.spec_for(current_engine().config), stored, options)
-        engine = current_engine()
-        result = engine.trigger(self.spec_for(engine.config), stored, scoped_options(options))
-        return RunHandle(result.run_id, self.id, not result.created)
+        runtime = current_attempt.get()
+        if runtime is not None:
+            spec = self.spec_for(runtime.engine.config)
+            return RunHandle.of(children.trigger(runtime, spec, stored, options))
+        return RunHandle.of(current_client().task_trigger(self.id, stored, options))
 
     async def atrigger(self, payload: P, **options: Any) -> RunHandle:
         """Async twin of `trigger` (the write happens off the event loop)."""
@@ -59,27 +60,45 @@ class Task(TaskDefinition[P, R]):
         holding a concurrency slot. A failed child does not raise; use `.unwrap()`."""
         what = f"{self.id}.trigger_and_wait"
         step = children.reserve_step(what)  # before awaiting: see reserve_step
+        runtime, _ = step
         stored = await asyncio.to_thread(self.validate_payload, payload)
-        spec = self.spec_for(current_engine().config)
+        spec = self.spec_for(runtime.engine.config)
         return await children.trigger_and_wait(spec, stored, options, what=what, step=step)
 
-    def _batch_items(self, items: list[dict[str, Any]], what: str) -> list[children.Item]:
-        children._check_items(items, what)
-        spec = self.spec_for(current_engine().config)
-        resolved: list[children.Item] = []
+    def _batch_items(
+        self, items: list[dict[str, Any]], what: str
+    ) -> list[tuple[Any, Mapping[str, Any]]]:
+        """Each item's payload (validated) and options, checked."""
+        children.check_items(items, what)
+        resolved: list[tuple[Any, Mapping[str, Any]]] = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 raise InvalidOptionError(
                     f"{what}: item {index} must be a dict like {{'payload': ...}}, got {item!r}"
                 )
             options = children.item_options(item, index, what)
-            resolved.append((spec, self.validate_payload(item.get("payload")), options))
+            resolved.append((self.validate_payload(item.get("payload")), options))
         return resolved
+
+    def _run_items(
+        self, runtime: AttemptRuntime, items: list[dict[str, Any]], what: str
+    ) -> list[children.Item]:
+        spec = self.spec_for(runtime.engine.config)
+        return [(spec, payload, options) for payload, options in self._batch_items(items, what)]
 
     def batch_trigger(self, items: list[dict[str, Any]]) -> BatchHandle:
         """Trigger up to 1,000 runs of this task in one transaction:
         `[{"payload": ..., "options": {...}}, ...]`."""
-        return children.batch_trigger(self._batch_items(items, f"{self.id}.batch_trigger"))
+        what = f"{self.id}.batch_trigger"
+        runtime = current_attempt.get()
+        if runtime is not None:
+            triggered = children.batch_trigger(runtime, self._run_items(runtime, items, what))
+        else:
+            checked = self._batch_items(items, what)
+            triggered = current_client().batch_trigger(
+                [BatchItem(self.id, payload, options) for payload, options in checked]
+            )
+        return BatchHandle.of(triggered)
 
     async def abatch_trigger(self, items: list[dict[str, Any]]) -> BatchHandle:
         """Async twin of `batch_trigger`."""
@@ -90,7 +109,8 @@ class Task(TaskDefinition[P, R]):
         results come back in item order."""
         what = f"{self.id}.batch_trigger_and_wait"
         step = children.reserve_step(what)  # before awaiting: see reserve_step
-        resolved = await asyncio.to_thread(self._batch_items, items, what)
+        runtime, _ = step
+        resolved = await asyncio.to_thread(self._run_items, runtime, items, what)
         return await children.batch_trigger_and_wait(resolved, what=what, step=step)
 
 
@@ -240,12 +260,11 @@ class Tasks:
         Unlike `Task.trigger`, a schema task's schema is not applied here (as in
         Trigger.dev); the worker still parses the payload before each attempt.
         """
-        return children.trigger(self._spec(task_id), payload, options)
-
-    def _spec(self, task_id: str) -> TaskSpec:
-        engine = current_engine()
-        local = registry.get(task_id)
-        return local.spec_for(engine.config) if local is not None else engine.resolve_spec(task_id)
+        runtime = current_attempt.get()
+        if runtime is not None:
+            spec = children.resolve_spec(runtime, task_id)
+            return RunHandle.of(children.trigger(runtime, spec, payload, options))
+        return RunHandle.of(current_client().task_trigger(task_id, payload, options))
 
     async def trigger_and_wait(
         self, task_id: str, payload: Any = None, **options: Any
@@ -253,7 +272,8 @@ class Tasks:
         """Inside an async run: trigger a task by id as a child and wait for it."""
         what = "tasks.trigger_and_wait"
         step = children.reserve_step(what)  # before awaiting: see reserve_step
-        spec = await asyncio.to_thread(self._spec, task_id)
+        runtime, _ = step
+        spec = await asyncio.to_thread(children.resolve_spec, runtime, task_id)
         return await children.trigger_and_wait(spec, payload, options, what=what, step=step)
 
     async def atrigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:

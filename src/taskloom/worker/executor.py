@@ -26,7 +26,7 @@ from ..runtime.capture import install_capture
 from ..runtime.context import CancelSignal
 from ..runtime.failures import error_dict
 from ..runtime.metadata import flush, has_pending
-from ..runtime.queues import declared_queues
+from ..runtime.queues import declared_queues, is_declared
 from ..runtime.runner import AttemptRunner, AttemptSink, AttemptState
 from .discovery import TaskImportError, import_tasks
 from .ipc import FrameWriter, read_frame
@@ -38,7 +38,9 @@ METADATA_FLUSH_EVERY = 4  # event flushes: metadata is written every 0.8 s
 class Executor:
     """The executor's event loop side: receives starts, runs attempts, reports outcomes."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: FrameWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: FrameWriter, engine: Engine | None = None
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.config = get_config()
@@ -46,14 +48,13 @@ class Executor:
             max_workers=max(4, self.config.worker_concurrency), thread_name_prefix="attempt"
         )
         self.running: dict[str, AttemptState] = {}
-        self._engine: Engine | None = None
-
-    @property
-    def engine(self) -> Engine:
-        """This executor's engine (its own store connection), opened on first use."""
-        if self._engine is None:
-            self._engine = open_engine(self.config)
-        return self._engine
+        # One engine (one store connection, opened on first use) for every attempt of this
+        # process: their waits, child runs, tokens and metadata go through it.
+        if engine is None:
+            engine = open_engine(
+                self.config, local_specs=registry.spec_lookup(self.config), local_queues=is_declared
+            )
+        self.engine = engine
 
     async def serve(self) -> None:
         flusher = asyncio.create_task(self._flush_events_periodically())
@@ -115,6 +116,7 @@ class Executor:
                 self.threads,
                 request_kill=lambda status: self._request_kill(state, status),
                 send=self.writer.send,
+                engine=self.engine,
             )
             state.runner = runner
             try:

@@ -1,4 +1,10 @@
-"""Runs triggered from inside a run: linked to their parent, recorded for replay, waited on."""
+"""Runs triggered from inside a run: linked to their parent, recorded for replay, waited on.
+
+Each trigger is a durable step of the calling run (see `attempt`): it takes the run's next
+sequence number and is recorded with it, through the attempt's engine, so a replay finds
+the children it made the first time instead of making them again. The sdk's `trigger`,
+`batch_trigger` and `*_and_wait` calls come here when they are made inside a run.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,16 @@ from ..engine.records import WaitRef
 from ..engine.spec import TaskSpec
 from ..engine.triggering import RunLinks
 from ..errors import InvalidOptionError
-from ..runtime.attempt import AttemptRuntime, WaitInfo, attempt_runtime, current_attempt
-from .client import current_engine
-from .handles import RunHandle
+from . import registry
+from .attempt import AttemptRuntime, WaitInfo, attempt_runtime
 from .idempotency_keys import scoped_options
-from .results import BatchHandle, BatchResult, TaskRunResult
+from .results import BatchResult, TaskRunResult, TriggeredBatch, TriggeredRun
 
 Item = tuple[TaskSpec, Any, Mapping[str, Any]]
+"""One run to trigger: its task's spec, its payload (validated) and its trigger options."""
+
+Step = tuple[AttemptRuntime, WaitRef]
+"""The run making a call, and the step the call takes in it."""
 
 
 def child_links(runtime: AttemptRuntime) -> RunLinks:
@@ -33,24 +42,26 @@ def child_links(runtime: AttemptRuntime) -> RunLinks:
     )
 
 
-def trigger(spec: TaskSpec, payload: Any, options: Mapping[str, Any]) -> RunHandle:
-    """Trigger a run; inside a run it becomes a child, recorded so a replay reuses it."""
-    runtime = current_attempt.get()
-    engine = current_engine()
-    if runtime is None:
-        result = engine.trigger(spec, payload, scoped_options(options))
-        return RunHandle(result.run_id, spec.id, not result.created)
+def resolve_spec(runtime: AttemptRuntime, task_id: str) -> TaskSpec:
+    """A task's spec by id: defined in this process, or announced by a worker."""
+    local = registry.get(task_id)
+    if local is not None:
+        return local.spec_for(runtime.engine.config)
+    return runtime.engine.resolve_spec(task_id)
+
+
+def trigger(
+    runtime: AttemptRuntime, spec: TaskSpec, payload: Any, options: Mapping[str, Any]
+) -> TriggeredRun:
+    """Trigger a child run, recorded so a replay of the parent finds it again."""
     ref = runtime.next_ref()
     recorded = runtime.replayed(ref, "trigger")
     if recorded is not None and recorded.result is not None:
-        return RunHandle(orjson.loads(recorded.result)["id"], spec.id, True)
-    result, _ = engine.trigger_child(
+        return TriggeredRun(orjson.loads(recorded.result)["id"], spec.id, True)
+    result, _ = runtime.engine.trigger_child(
         spec, payload, scoped_options(options), links=child_links(runtime), ref=ref, wait=False
     )
-    return RunHandle(result.run_id, spec.id, not result.created)
-
-
-Step = tuple[AttemptRuntime, WaitRef]
+    return TriggeredRun(result.run_id, spec.id, not result.created)
 
 
 def reserve_step(what: str) -> Step:
@@ -76,7 +87,7 @@ async def trigger_and_wait(
     recorded = runtime.replayed(ref, "task")
     child_id: str | None = None
     if recorded is None or recorded.status != "COMPLETED":
-        engine = current_engine()
+        engine = runtime.engine
         opts = scoped_options(options)
         result, recorded = await asyncio.to_thread(
             lambda: engine.trigger_child(
@@ -89,54 +100,10 @@ async def trigger_and_wait(
     return TaskRunResult.from_json(orjson.loads(data))
 
 
-def _check_items(items: Sequence[Any], what: str) -> None:
+def check_items(items: Sequence[Any], what: str) -> None:
+    """A batch's items must be a list (its items are checked one by one)."""
     if not isinstance(items, Sequence) or isinstance(items, str | bytes):
         raise InvalidOptionError(f"{what} takes a list of items, got {type(items).__name__}")
-
-
-def batch_trigger(items: list[Item]) -> BatchHandle:
-    """Trigger several runs in one transaction; inside a run they are its children."""
-    runtime = current_attempt.get()
-    engine = current_engine()
-    scoped = [(spec, payload, scoped_options(options)) for spec, payload, options in items]
-    if runtime is None:
-        batch_id, results, _ = engine.batch(scoped, links=RunLinks(), ref=None, wait=False)
-    else:
-        ref = runtime.next_ref()
-        recorded = runtime.replayed(ref, "trigger")
-        if recorded is not None and recorded.result is not None:
-            data = orjson.loads(recorded.result)
-            handles = [
-                RunHandle(run_id, spec.id, True)
-                for run_id, (spec, _, _) in zip(data["runs"], items, strict=False)
-            ]
-            return BatchHandle(data["batch_id"], handles)
-        batch_id, results, _ = engine.batch(scoped, links=child_links(runtime), ref=ref, wait=False)
-    handles = [
-        RunHandle(result.run_id, spec.id, not result.created)
-        for result, (spec, _, _) in zip(results, items, strict=True)
-    ]
-    return BatchHandle(batch_id, handles)
-
-
-async def batch_trigger_and_wait(
-    items: list[Item], *, what: str, step: Step | None = None
-) -> BatchResult:
-    """Trigger several child runs and wait for all; results in item order. `step`:
-    reserved by the caller (see `reserve_step`)."""
-    runtime, ref = step or reserve_step(what)
-    recorded = runtime.replayed(ref, "batch")
-    batch_id: str | None = None
-    if recorded is None or recorded.status != "COMPLETED":
-        engine = current_engine()
-        scoped = [(spec, payload, scoped_options(options)) for spec, payload, options in items]
-        batch_id, _, recorded = await asyncio.to_thread(
-            lambda: engine.batch(scoped, links=child_links(runtime), ref=ref, wait=True)
-        )
-    assert recorded is not None
-    info = WaitInfo("batch", ref.seq, batch_id=batch_id, run_count=len(items))
-    data = orjson.loads(await runtime.wait_for(recorded, info))
-    return BatchResult(data["id"], [TaskRunResult.from_json(r) for r in data["runs"]])
 
 
 def item_options(item: Mapping[str, Any], index: int, what: str) -> Mapping[str, Any]:
@@ -151,3 +118,45 @@ def item_options(item: Mapping[str, Any], index: int, what: str) -> Mapping[str,
             "items are {'payload': ..., 'options': {...}}"
         )
     return options
+
+
+def batch_trigger(runtime: AttemptRuntime, items: list[Item]) -> TriggeredBatch:
+    """Trigger several child runs in one transaction, recorded as one step."""
+    scoped = [(spec, payload, scoped_options(options)) for spec, payload, options in items]
+    ref = runtime.next_ref()
+    recorded = runtime.replayed(ref, "trigger")
+    if recorded is not None and recorded.result is not None:
+        data = orjson.loads(recorded.result)
+        runs = [
+            TriggeredRun(run_id, spec.id, True)
+            for run_id, (spec, _, _) in zip(data["runs"], items, strict=False)
+        ]
+        return TriggeredBatch(data["batch_id"], runs)
+    batch_id, results, _ = runtime.engine.batch(
+        scoped, links=child_links(runtime), ref=ref, wait=False
+    )
+    runs = [
+        TriggeredRun(result.run_id, spec.id, not result.created)
+        for result, (spec, _, _) in zip(results, items, strict=True)
+    ]
+    return TriggeredBatch(batch_id, runs)
+
+
+async def batch_trigger_and_wait(
+    items: list[Item], *, what: str, step: Step | None = None
+) -> BatchResult:
+    """Trigger several child runs and wait for all; results in item order. `step`:
+    reserved by the caller (see `reserve_step`)."""
+    runtime, ref = step or reserve_step(what)
+    recorded = runtime.replayed(ref, "batch")
+    batch_id: str | None = None
+    if recorded is None or recorded.status != "COMPLETED":
+        engine = runtime.engine
+        scoped = [(spec, payload, scoped_options(options)) for spec, payload, options in items]
+        batch_id, _, recorded = await asyncio.to_thread(
+            lambda: engine.batch(scoped, links=child_links(runtime), ref=ref, wait=True)
+        )
+    assert recorded is not None
+    info = WaitInfo("batch", ref.seq, batch_id=batch_id, run_count=len(items))
+    data = orjson.loads(await runtime.wait_for(recorded, info))
+    return BatchResult(data["id"], [TaskRunResult.from_json(r) for r in data["runs"]])
