@@ -16,11 +16,10 @@ import orjson
 
 from ..engine import metadata as metadata_ops
 from ..engine.engine import Engine
+from ..engine.triggering import MAX_TAG_LENGTH, MAX_TAGS
 from ..errors import InvalidOptionError, PayloadError
 from .attempt import AttemptRuntime
 
-MAX_TAGS = 10
-MAX_TAG_LENGTH = 128
 TARGETS = ("self", "parent", "root")
 
 

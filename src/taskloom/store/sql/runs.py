@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...types import FINAL_STATUSES
 from ..records import (
     AttemptStarts,
     FinishedRun,
@@ -45,14 +46,15 @@ GUARD_COLUMNS = columns(RunGuard)
 SELECT_GUARD = f"SELECT {GUARD_COLUMNS} FROM runs WHERE id = :id"
 SELECT_GUARDS = f"SELECT {GUARD_COLUMNS} FROM runs WHERE id IN (:ids)"
 SELECT_FINISHED = f"SELECT {columns(FinishedRun)} FROM runs WHERE id = :id"
-SELECT_LIVE_CHILDREN = """
-SELECT id FROM runs WHERE parent_run_id = :id AND status NOT IN
-    ('COMPLETED', 'CANCELED', 'FAILED', 'CRASHED', 'SYSTEM_FAILURE', 'EXPIRED', 'TIMED_OUT')
+# The final statuses, spelled out once for the statements below (from the enum, not input).
+FINAL = "(" + ", ".join(f"'{status.value}'" for status in sorted(FINAL_STATUSES)) + ")"
+
+SELECT_LIVE_CHILDREN = f"""
+SELECT id FROM runs WHERE parent_run_id = :id AND status NOT IN {FINAL}
 """
-CANCEL_RUN = """
+CANCEL_RUN = f"""
 UPDATE runs SET status = 'CANCELED', finished_at = :now, updated_at = :now, error = :error
-WHERE id = :run_id AND status = :status AND status NOT IN
-    ('COMPLETED', 'CANCELED', 'FAILED', 'CRASHED', 'SYSTEM_FAILURE', 'EXPIRED', 'TIMED_OUT')
+WHERE id = :run_id AND status = :status AND status NOT IN {FINAL}
 """
 RESCHEDULE_RUN = """
 UPDATE runs SET delay_until = :delay_until, available_at = :delay_until,
