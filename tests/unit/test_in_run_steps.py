@@ -18,13 +18,15 @@ import pytest
 from taskloom import Retry, batch, metadata, tags, task, tasks, wait
 from taskloom.clock import SYSTEM_CLOCK, now_ms
 from taskloom.config import get_config
-from taskloom.engine.records import NewWaitpoint, RecordedWait, WaitRef
+from taskloom.engine.records import ClaimedRun, NewWaitpoint, RecordedWait, WaitRef
 from taskloom.engine.spec import TaskSpec
 from taskloom.engine.triggering import RunLinks
 from taskloom.runtime import registry
 from taskloom.runtime.hooks import clear_global
+from taskloom.runtime.report import AttemptResult
 from taskloom.sdk import client as sdk_client
 from taskloom.worker.executor import Executor
+from taskloom.worker.messages import Message, StartAttempt
 
 RUN_ID = "run_parent"
 
@@ -132,28 +134,39 @@ def _isolated() -> Iterator[None]:
 
 class Outbox:
     def __init__(self) -> None:
-        self.messages: list[list[Any]] = []
+        self.messages: list[Message] = []
 
-    def send(self, message: list[Any]) -> None:
+    def send(self, message: Message) -> None:
         self.messages.append(message)
 
 
-def run_attempt(task_id: str, engine: RecordingEngine) -> tuple[dict[str, Any], Executor]:
-    start = {
-        "id": RUN_ID,
-        "task_id": task_id,
-        "queue": f"task/{task_id}",
-        "attempt": 1,
-        "payload": None,
-        "max_attempts": 1,
-        "retry": Retry(max_attempts=1).to_json(),
-        "machine": "small-1x",
-        "max_duration": None,
-        "created_at": now_ms(),
-        "environment": "DEVELOPMENT",
-    }
+def run_attempt(task_id: str, engine: RecordingEngine) -> tuple[AttemptResult, Executor]:
+    created_at = now_ms()
+    run = ClaimedRun(
+        id=RUN_ID,
+        task_id=task_id,
+        queue=f"task/{task_id}",
+        attempt=1,
+        payload=b"null",
+        max_attempts=1,
+        retry=orjson.dumps(Retry(max_attempts=1).to_json()),
+        machine="small-1x",
+        max_duration=None,
+        tags=None,
+        metadata=None,
+        idempotency_key=None,
+        parent_run_id=None,
+        root_run_id=None,
+        depth=0,
+        is_test=False,
+        replayed_from=None,
+        created_at=created_at,
+        concurrency_key=None,
+        sort_key=created_at,
+    )
+    start = StartAttempt(run, "DEVELOPMENT")
 
-    async def go() -> tuple[dict[str, Any], Executor]:
+    async def go() -> tuple[AttemptResult, Executor]:
         executor = Executor(None, Outbox(), engine=engine)  # type: ignore[arg-type]
         try:
             executor._start(start)
@@ -196,9 +209,9 @@ def test_every_step_of_a_run_goes_through_the_attempts_engine() -> None:
     engine = RecordingEngine()
     result, executor = run_attempt(parent.id, engine)
 
-    assert result["ok"], result
+    assert result.ok, result
     assert executor.engine is engine
-    assert orjson.loads(result["output"]) == {
+    assert orjson.loads(bytes(result.output)) == {
         "trigger": "run_child1",
         "by_id": "defined-elsewhere",
         "batch": 2,

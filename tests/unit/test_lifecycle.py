@@ -1,8 +1,8 @@
 """The lifecycle of one attempt, driven in-process through the real `Executor`.
 
 Each test defines a task (and global hooks) in this process, starts an attempt the way
-the supervisor does (`Executor._start` with a start message) and looks at what came
-back: the outcome sent to the supervisor, the attempt's events (hook calls, logs) and
+the supervisor does (`Executor._start` with a `StartAttempt` message) and looks at what
+came back: the result sent to the supervisor, the attempt's events (hook calls, logs) and
 the calls the hooks recorded. Nothing is mocked but the socket to the supervisor.
 """
 
@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+import orjson
 import pytest
 
 from taskloom import (
@@ -29,12 +31,15 @@ from taskloom import (
     tasks,
 )
 from taskloom.clock import now_ms
+from taskloom.engine.records import ClaimedRun
 from taskloom.errors import TaskRunCancelledError
 from taskloom.runtime import registry
 from taskloom.runtime.hook_args import HOOK_PARAMETERS
 from taskloom.runtime.hooks import clear_global, current_run_hooks, global_hooks
 from taskloom.runtime.lifecycle import CompletionResult, RunPromise
+from taskloom.runtime.report import AttemptResult
 from taskloom.worker.executor import Executor
+from taskloom.worker.messages import AttemptEvents, KillRequest, Message, StartAttempt
 
 FAST = Retry(max_attempts=3, factor=2, min_timeout_ms=10, max_timeout_ms=1000, randomize=False)
 RUN_ID = "run_unit"
@@ -50,28 +55,29 @@ class Outbox:
     """Stands in for the executor's socket to the supervisor: keeps every message."""
 
     def __init__(self) -> None:
-        self.messages: list[list[Any]] = []
+        self.messages: list[Message] = []
 
-    def send(self, message: list[Any]) -> None:
+    def send(self, message: Message) -> None:
         self.messages.append(message)
 
     def kinds(self) -> list[str]:
-        return [message[0] for message in self.messages]
+        """The kind (wire tag) of every message, in order."""
+        return [str(type(message).__struct_config__.tag) for message in self.messages]
 
 
 @dataclasses.dataclass
 class Attempt:
     """What one attempt produced."""
 
-    result: dict[str, Any]
+    result: AttemptResult
     outbox: Outbox
 
     @property
     def events(self) -> list[tuple[str, dict[str, Any]]]:
         """Every event of the attempt in order (flushed batches, then the final one)."""
-        batches = [m[3] for m in self.outbox.messages if m[0] == "events"]
-        batches.append(self.result["events"])
-        return [(kind, data) for batch in batches for _, kind, data in batch]
+        batches = [m.events for m in self.outbox.messages if isinstance(m, AttemptEvents)]
+        batches.append(self.result.events)
+        return [(event.kind, event.data) for batch in batches for event in batch]
 
     def hooks(self) -> list[tuple[str, str]]:
         """(hook kind, scope) of every recorded hook call, in completion order."""
@@ -85,16 +91,21 @@ class Attempt:
 
     @property
     def ok(self) -> bool:
-        return bool(self.result["ok"])
+        return self.result.ok
 
     @property
     def status(self) -> str:
-        return "COMPLETED" if self.ok else str(self.result["status"])
+        return "COMPLETED" if self.ok else self.result.status
+
+    @property
+    def output(self) -> bytes:
+        """The output's JSON, as the supervisor stores it."""
+        return bytes(self.result.output)
 
     @property
     def error(self) -> dict[str, Any]:
-        error: dict[str, Any] = self.result["error"]
-        return error
+        assert self.result.error is not None
+        return msgspec.structs.asdict(self.result.error)
 
 
 def start_message(
@@ -105,30 +116,32 @@ def start_message(
     attempt: int = 1,
     max_attempts: int = 3,
     retry: Retry = FAST,
-) -> dict[str, Any]:
-    """A start message as the supervisor sends it (`Supervisor._dispatch`)."""
-    return {
-        "id": run_id,
-        "task_id": task_id,
-        "queue": f"task/{task_id}",
-        "attempt": attempt,
-        "payload": payload,
-        "max_attempts": max_attempts,
-        "retry": retry.to_json(),
-        "machine": "small-1x",
-        "max_duration": None,
-        "tags": None,
-        "metadata": None,
-        "idempotency_key": None,
-        "parent_run_id": None,
-        "root_run_id": None,
-        "depth": 0,
-        "is_test": False,
-        "replayed_from": None,
-        "created_at": now_ms(),
-        "concurrency_key": None,
-        "environment": "DEVELOPMENT",
-    }
+) -> StartAttempt:
+    """A start message as the supervisor sends it (`Dispatcher._send_start`)."""
+    created_at = now_ms()
+    run = ClaimedRun(
+        id=run_id,
+        task_id=task_id,
+        queue=f"task/{task_id}",
+        attempt=attempt,
+        payload=orjson.dumps(payload),
+        max_attempts=max_attempts,
+        retry=orjson.dumps(retry.to_json()),
+        machine="small-1x",
+        max_duration=None,
+        tags=None,
+        metadata=None,
+        idempotency_key=None,
+        parent_run_id=None,
+        root_run_id=None,
+        depth=0,
+        is_test=False,
+        replayed_from=None,
+        created_at=created_at,
+        concurrency_key=None,
+        sort_key=created_at,
+    )
+    return StartAttempt(run, "DEVELOPMENT")
 
 
 async def execute(
@@ -146,7 +159,7 @@ async def execute(
     try:
         message = start_message(task_id, payload, **start)
         executor._start(message)
-        state = executor.running[message["id"]]
+        state = executor.running[message.run.id]
         assert state.asyncio_task is not None
         if during is not None:
             await during(executor, outbox)
@@ -252,7 +265,7 @@ def test_one_attempt_runs_middleware_and_hooks_in_trigger_dev_order(calls: Calls
 
     done = attempt("ordered", 1)
 
-    assert done.result["ok"] is True
+    assert done.result.ok is True
     assert labels(calls) == [
         "mw:global-1:before",
         "mw:global-2:before",
@@ -421,8 +434,8 @@ def test_failure_hooks_get_the_error_and_catch_error_the_default_retry(calls: Ca
     assert str(failure["error"]) == "boom"
     result = seen[3][1]["result"]
     assert (result.ok, result.data, str(result.error)) == (False, None, "boom")
-    assert first.result["retry_at"] is not None
-    assert (last.status, last.result["retry_at"]) == ("FAILED", None)
+    assert first.result.retry_at is not None
+    assert (last.status, last.result.retry_at) == ("FAILED", None)
 
 
 # --- failures, retries and on_failure -----------------------------------------------
@@ -445,12 +458,12 @@ def test_on_failure_and_on_complete_run_only_when_no_retry_follows(calls: Calls)
 
     retried = attempt("fails", attempt=1)
     assert retried.status == "FAILED"
-    assert retried.result["retry_at"] is not None
+    assert retried.result.retry_at is not None
     assert calls == []
     assert retried.hooks() == []
 
     final = attempt("fails", attempt=3)
-    assert final.result["retry_at"] is None
+    assert final.result.retry_at is None
     assert final.error["message"] == "attempt 3 failed"
     assert labels(calls) == [
         "on_failure:global",
@@ -476,7 +489,7 @@ def test_abort_task_run_error_skips_catch_error_and_retries(calls: Calls) -> Non
 
     done = attempt("aborts")
 
-    assert (done.status, done.result["retry_at"]) == ("FAILED", None)
+    assert (done.status, done.result.retry_at) == ("FAILED", None)
     assert labels(calls) == ["on_failure"]
 
 
@@ -488,8 +501,8 @@ def test_complete_task_with_output_succeeds_with_that_output(calls: Calls) -> No
 
     done = attempt("early")
 
-    assert done.result["ok"] is True
-    assert done.result["output"] == '{"early":true}'
+    assert done.result.ok is True
+    assert done.output == b'{"early":true}'
     assert labels(calls) == ["on_success"]
     assert calls[0][1]["output"] == {"early": True}
 
@@ -519,7 +532,7 @@ def test_catch_error_asks_the_task_first_then_globals_and_the_first_answer_wins(
     done = attempt("caught")
 
     assert calls == ["task", "global-1", "global-2"]
-    assert (done.status, done.result["retry_at"]) == ("FAILED", None)
+    assert (done.status, done.result.retry_at) == ("FAILED", None)
     assert [(e["hook"], e["scope"], e["name"]) for e in done.hook_events("catch_error")] == [
         ("catch_error", "task", f"{answering.__qualname__}.<locals>.hook"),
         ("catch_error", "global", "first"),
@@ -542,7 +555,7 @@ def test_a_task_catch_error_answer_stops_before_the_global_ones(calls: Calls) ->
     done = attempt("caught-by-task")
 
     assert calls == ["task"]
-    assert done.result["retry_at"] is not None
+    assert done.result.retry_at is not None
 
 
 AT = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -599,7 +612,7 @@ def test_catch_error_return_values(
 
     assert done.status == "FAILED"
     assert done.error["message"] == message
-    retry_at = done.result["retry_at"]
+    retry_at = done.result.retry_at
     if retry_in_ms is None:
         assert retry_at is None
     else:
@@ -615,9 +628,9 @@ def test_catch_error_retry_at_sets_the_next_attempt_time() -> None:
     naive = AT.replace(tzinfo=None) + timedelta(seconds=1)
     task(id="retry-at-naive", run=run, catch_error=lambda: {"retry_at": naive})
 
-    assert attempt("retry-at").result["retry_at"] == int(AT.timestamp() * 1000)
+    assert attempt("retry-at").result.retry_at == int(AT.timestamp() * 1000)
     # A naive datetime is UTC.
-    assert attempt("retry-at-naive").result["retry_at"] == int(AT.timestamp() * 1000) + 1000
+    assert attempt("retry-at-naive").result.retry_at == int(AT.timestamp() * 1000) + 1000
 
 
 def test_catch_error_that_raises_crashes_the_run_without_on_failure(calls: Calls) -> None:
@@ -638,9 +651,9 @@ def test_catch_error_that_raises_crashes_the_run_without_on_failure(calls: Calls
 
     done = attempt("crashes")
 
-    assert done.result["status"] == "CRASHED"
-    assert done.result["attempt_status"] == "CRASHED"
-    assert done.result["retry_at"] is None
+    assert done.result.status == "CRASHED"
+    assert done.result.attempt_status == "CRASHED"
+    assert done.result.retry_at is None
     assert done.error["code"] == "HANDLE_ERROR_ERROR"
     assert done.error["message"] == (
         f"catch_error hook {broken.__qualname__!r} of task 'crashes' raised LookupError: "
@@ -671,7 +684,7 @@ def test_catch_error_with_a_malformed_answer_crashes_the_run(answer: Any, proble
 
     done = attempt("malformed")
 
-    assert done.result["status"] == "CRASHED"
+    assert done.result.status == "CRASHED"
     assert done.error["code"] == "HANDLE_ERROR_ERROR"
     assert problem in done.error["message"]
     assert "catch_error hook" in done.error["message"]
@@ -705,7 +718,7 @@ def test_an_error_before_run_fails_the_attempt_and_it_retries(calls: Calls, kind
 
     assert retried.status == "FAILED"
     assert retried.error["message"] == f"{kind} broke"
-    assert retried.result["retry_at"] is not None
+    assert retried.result.retry_at is not None
     assert retried.hook_events(kind)[0]["error"] == {
         "type": "RuntimeError",
         "message": f"{kind} broke",
@@ -715,7 +728,7 @@ def test_an_error_before_run_fails_the_attempt_and_it_retries(calls: Calls, kind
         assert final.ok
         assert labels(calls) == ["catch_error", "run"]
     else:
-        assert (final.status, final.result["retry_at"]) == ("FAILED", None)
+        assert (final.status, final.result.retry_at) == ("FAILED", None)
         assert labels(calls) == ["catch_error", "catch_error", "on_failure"]
 
 
@@ -739,7 +752,7 @@ def test_an_error_in_middleware_fails_the_attempt_through_catch_error(calls: Cal
 
     assert done.status == "FAILED"
     assert done.error["type"] == "ConnectionError"
-    assert done.result["retry_at"] is not None
+    assert done.result.retry_at is not None
     assert labels(calls) == ["catch_error"]
     assert done.hook_events("middleware")[0]["error"] == {
         "type": "ConnectionError",
@@ -763,7 +776,7 @@ def test_an_error_in_cleanup_fails_an_attempt_that_succeeded(calls: Calls) -> No
 
     assert done.status == "FAILED"
     assert done.error["message"] == "cleanup broke"
-    assert done.result["retry_at"] is not None
+    assert done.result.retry_at is not None
     assert labels(calls) == ["run", "on_success"]
 
 
@@ -784,7 +797,7 @@ def test_errors_in_success_hooks_are_recorded_and_ignored(calls: Calls, kind: st
     done = attempt("success-hook-fails")
 
     assert done.ok
-    assert done.result["output"] == '"fine"'
+    assert done.output == b'"fine"'
     errors = [(e["scope"], e["error"]) for e in done.hook_events(kind)]
     assert errors[0] == ("global", {"type": "RuntimeError", "message": f"global {kind} broke"})
     if kind == "on_success":
@@ -851,7 +864,7 @@ def test_middleware_that_never_calls_next_fails_the_attempt(calls: Calls) -> Non
         "middleware 'test_middleware_that_never_calls_next_fails_the_attempt.<locals>.forgetful'"
         " of task 'no-next' returned without calling `await next()`; the attempt did not run"
     )
-    assert done.result["retry_at"] is not None
+    assert done.result.retry_at is not None
     assert calls == ["middleware"]
 
 
@@ -1071,9 +1084,9 @@ def test_cancel_fires_the_signal_and_on_cancel_hooks_get_the_run_output(calls: C
 
     done = attempt("cancel-example", {"m": 1}, during=cancel_when(started.is_set, "stop it"))
 
-    assert done.result["status"] == "CANCELED"
-    assert done.result["attempt_status"] == "CANCELED"
-    assert done.result["retry_at"] is None
+    assert done.result.status == "CANCELED"
+    assert done.result.attempt_status == "CANCELED"
+    assert done.result.retry_at is None
     assert done.error["code"] == "TASK_RUN_CANCELLED"
     assert calls == [
         ("global on_cancel", True, "connection"),
@@ -1108,7 +1121,7 @@ def test_run_promise_raises_the_run_error(calls: Calls) -> None:
 
     done = attempt("cancel-error", during=cancel_when(started.is_set))
 
-    assert done.result["status"] == "CANCELED"
+    assert done.result.status == "CANCELED"
     assert calls == ["run failed: stream aborted"]  # catch_error is not asked
 
 
@@ -1129,7 +1142,7 @@ def test_cancel_without_on_cancel_hooks_stops_async_run_at_once(calls: Calls) ->
     done = attempt("cancel-now", during=cancel_when(started.is_set), grace=30)
 
     assert time.monotonic() - began < 5
-    assert done.result["status"] == "CANCELED"
+    assert done.result.status == "CANCELED"
     assert calls == ["run cancelled"]
     assert "kill" not in done.outbox.kinds()
 
@@ -1156,7 +1169,7 @@ def test_on_cancel_hooks_get_at_most_the_grace_period(calls: Calls) -> None:
     elapsed = time.monotonic() - began
 
     assert 0.3 <= elapsed < 5
-    assert done.result["status"] == "CANCELED"
+    assert done.result.status == "CANCELED"
     assert calls == ["on_cancel waits for run", "run cancelled"]
     assert done.hook_events("on_cancel")[0]["error"]["type"] == "CancelledError"
 
@@ -1182,7 +1195,7 @@ def test_on_cancel_registered_inside_run_applies_to_that_run(calls: Calls) -> No
 
     done = attempt("chat", during=cancel_when(started.is_set))
 
-    assert done.result["status"] == "CANCELED"
+    assert done.result.status == "CANCELED"
     [(label, saved)] = calls
     assert label == "saved"
     assert saved[:2] == ["chunk", "chunk"]
@@ -1215,7 +1228,7 @@ def test_run_promise_is_released_when_the_attempt_ends_before_run(calls: Calls) 
     done = attempt("cancel-before-run", during=cancel_when(entered.is_set), grace=30)
 
     assert time.monotonic() - began < 5  # not the grace period
-    assert done.result["status"] == "CANCELED"
+    assert done.result.status == "CANCELED"
     assert calls == [
         "run of task 'cancel-before-run' did not return: the attempt ended before it finished"
     ]
@@ -1238,12 +1251,14 @@ def test_cancelling_a_sync_run_without_on_cancel_asks_to_stop_the_process_at_onc
         await until(started.is_set)
         executor._cancel(RUN_ID, "Canceled by user")
         assert outbox.kinds()[-1] == "kill"  # synchronously, no grace period
-        assert outbox.messages[-1][1:4] == [RUN_ID, 1, "Canceled by user"]
+        kill = outbox.messages[-1]
+        assert isinstance(kill, KillRequest)
+        assert (kill.run_id, kill.attempt, kill.reason) == (RUN_ID, 1, "Canceled by user")
         release.set()  # (the supervisor would kill the process; here the thread returns)
 
     done = attempt("sync-cancel", during=during, grace=30)
 
-    assert done.result["status"] == "CANCELED"
+    assert done.result.status == "CANCELED"
     assert calls == []
 
 
@@ -1275,8 +1290,9 @@ def test_cancelling_a_sync_run_with_on_cancel_stops_it_after_the_hooks(calls: Ca
 
     done = attempt("sync-cancel-hook", during=during, grace=30)
 
-    assert done.result["status"] == "CANCELED"
-    assert next(m for m in done.outbox.messages if m[0] == "events")[3][0][1] == "hook"
+    assert done.result.status == "CANCELED"
+    events = next(m for m in done.outbox.messages if isinstance(m, AttemptEvents))
+    assert events.events[0].kind == "hook"
 
 
 # --- hooks registered inside a run ------------------------------------------------------
@@ -1326,7 +1342,7 @@ def test_catch_error_registered_inside_a_run_is_asked_last(calls: Calls) -> None
     done = attempt("run-catch")
 
     assert calls == ["task catch_error", "run catch_error"]
-    assert (done.status, done.result["retry_at"]) == ("FAILED", None)
+    assert (done.status, done.result.retry_at) == ("FAILED", None)
 
 
 @pytest.mark.parametrize("kind", ["middleware", "on_start", "on_start_attempt"])

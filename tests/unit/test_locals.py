@@ -9,14 +9,18 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from taskloom import Retry, TaskloomError, locals, task
 from taskloom.clock import now_ms
+from taskloom.engine.records import ClaimedRun
 from taskloom.runtime import registry
 from taskloom.runtime.hooks import clear_global
 from taskloom.runtime.locals import LocalKey
+from taskloom.runtime.report import AttemptResult
 from taskloom.worker.executor import Executor
+from taskloom.worker.messages import Message, StartAttempt
 
 Next = Callable[[], Awaitable[None]]
 
@@ -34,38 +38,47 @@ def _clean_registry() -> Iterator[None]:
 
 class Outbox:
     def __init__(self) -> None:
-        self.messages: list[list[Any]] = []
+        self.messages: list[Message] = []
 
-    def send(self, message: list[Any]) -> None:
+    def send(self, message: Message) -> None:
         self.messages.append(message)
 
 
-def start_message(
-    task_id: str, run_id: str, payload: Any = None, attempt: int = 1
-) -> dict[str, Any]:
-    """The start message the supervisor sends (see `Supervisor._dispatch`)."""
-    return {
-        "id": run_id,
-        "task_id": task_id,
-        "queue": f"task/{task_id}",
-        "attempt": attempt,
-        "payload": payload,
-        "max_attempts": 3,
-        "retry": Retry(min_timeout_ms=10, randomize=False).to_json(),
-        "machine": "small-1x",
-        "max_duration": None,
-        "created_at": now_ms(),
-        "environment": "DEVELOPMENT",
-    }
+def start_message(task_id: str, run_id: str, payload: Any = None, attempt: int = 1) -> StartAttempt:
+    """The start message the supervisor sends (see `Dispatcher._send_start`)."""
+    created_at = now_ms()
+    run = ClaimedRun(
+        id=run_id,
+        task_id=task_id,
+        queue=f"task/{task_id}",
+        attempt=attempt,
+        payload=orjson.dumps(payload),
+        max_attempts=3,
+        retry=orjson.dumps(Retry(min_timeout_ms=10, randomize=False).to_json()),
+        machine="small-1x",
+        max_duration=None,
+        tags=None,
+        metadata=None,
+        idempotency_key=None,
+        parent_run_id=None,
+        root_run_id=None,
+        depth=0,
+        is_test=False,
+        replayed_from=None,
+        created_at=created_at,
+        concurrency_key=None,
+        sort_key=created_at,
+    )
+    return StartAttempt(run, "DEVELOPMENT")
 
 
-async def run_attempts(*starts: dict[str, Any]) -> list[dict[str, Any]]:
+async def run_attempts(*starts: StartAttempt) -> list[AttemptResult]:
     """Start the attempts together on one executor; return their outcomes in order."""
     executor = Executor(None, Outbox())  # type: ignore[arg-type]
     try:
         for start in starts:
             executor._start(start)
-        running = [executor.running[start["id"]].asyncio_task for start in starts]
+        running = [executor.running[start.run.id].asyncio_task for start in starts]
         return await asyncio.wait_for(asyncio.gather(*running), 20)  # type: ignore[arg-type]
     finally:
         executor.threads.shutdown(wait=False, cancel_futures=True)
@@ -146,7 +159,7 @@ def test_middleware_hooks_and_run_share_the_attempt_locals() -> None:
 
     [outcome] = asyncio.run(run_attempts(start_message("shared", "run_a")))
 
-    assert outcome["ok"] is True
+    assert outcome.ok is True
     assert seen == [
         ("middleware", {"connected": True}),
         ("on_start_attempt", {"connected": True}),
@@ -166,9 +179,10 @@ def test_get_or_throw_names_the_missing_local() -> None:
 
     [outcome] = asyncio.run(run_attempts(start_message("missing-local", "run_m")))
 
-    assert outcome["ok"] is False
-    assert outcome["error"]["type"] == "TaskloomError"
-    assert outcome["error"]["message"] == (
+    assert outcome.ok is False
+    assert outcome.error is not None
+    assert outcome.error.type == "TaskloomError"
+    assert outcome.error.message == (
         "local 'tenant' has not been set in this attempt; set it with locals.set(...) in a "
         "middleware or hook that runs before this code"
     )
@@ -198,7 +212,7 @@ def test_concurrent_attempts_on_one_executor_do_not_share_locals() -> None:
         )
     )
 
-    assert [o["output"] for o in outcomes] == ['"ada"', '"bob"']
+    assert [bytes(o.output) for o in outcomes] == [b'"ada"', b'"bob"']
     assert seen == {"run_ada": "ada", "run_bob": "bob"}
 
 
@@ -234,7 +248,7 @@ def test_locals_set_in_a_thread_started_by_run_need_a_copied_context() -> None:
 
     [outcome] = asyncio.run(run_attempts(start_message("thread-local", "run_t")))
 
-    assert outcome["output"] == '"from run"'
+    assert bytes(outcome.output) == b'"from run"'
 
 
 def test_dataclass_values_round_trip_unchanged() -> None:

@@ -11,7 +11,7 @@ transaction.
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from ..store.records import (
     AttemptOutcome,
@@ -110,7 +110,7 @@ def _with_waits(session: Session, run: ClaimedRun, worker_id: str) -> ClaimedRun
     else:
         recorded = session.run_waits_list(run.id, run.attempt)
         session.run_waits_take_undelivered(run.id, run.attempt)
-    return dataclasses.replace(run, waits=tuple(recorded))
+    return msgspec.structs.replace(run, waits=tuple(recorded))
 
 
 def finish(

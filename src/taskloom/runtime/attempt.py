@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -53,7 +53,11 @@ class WaitInfo:
 
 class AttemptRuntime:
     """One attempt's sequence numbers, recorded waits and pending wait futures, and the
-    engine its durable steps (waits, child runs, tokens, metadata) go through."""
+    engine its durable steps (waits, child runs, tokens, metadata) go through.
+
+    `suspend(seq)` tells the supervisor the attempt waits for its wait `seq` (0: for any
+    of its pending waits), so that the run is suspended unless that wait completed.
+    """
 
     def __init__(
         self,
@@ -61,7 +65,7 @@ class AttemptRuntime:
         *,
         engine: Engine,
         recorded: Mapping[int, RecordedWait],
-        send: Callable[[list[Any]], None],
+        suspend: Callable[[int], None],
         on_wait: Callable[[WaitInfo], Awaitable[None]],
         on_resume: Callable[[WaitInfo], Awaitable[None]],
         is_async: bool,
@@ -72,7 +76,7 @@ class AttemptRuntime:
         self.run_id = ctx.run.id
         self.attempt = ctx.attempt.number
         self.recorded = dict(recorded)
-        self.send = send
+        self.suspend = suspend
         self.on_wait = on_wait
         self.on_resume = on_resume
         self.is_async = is_async
@@ -136,7 +140,7 @@ class AttemptRuntime:
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending[recorded.seq] = future
         await self.on_wait(info)
-        self.send(["wait", self.run_id, self.attempt, recorded.seq])
+        self.suspend(recorded.seq)
         try:
             result = await future
         finally:
@@ -144,20 +148,21 @@ class AttemptRuntime:
         await self.on_resume(info)
         return result
 
-    def deliver(self, results: list[tuple[int, bytes | None]]) -> None:
-        """Results of completed waits (from the supervisor): wake their waiters."""
-        for seq, result in results:
-            future = self._pending.get(seq)
+    def deliver(self, completed: Iterable[RecordedWait]) -> None:
+        """Completed waits (from the supervisor): wake their waiters with their results."""
+        for wait in completed:
+            result = wait.result or b"null"
+            future = self._pending.get(wait.seq)
             if future is None:
                 # Its call recorded the wait (in a thread) but has not begun to wait yet,
                 # as happens with parallel waits: the store counts the result as delivered,
                 # so keep it for the call instead of dropping it.
-                self._arrived[seq] = result or b"null"
+                self._arrived[wait.seq] = result
             elif not future.done():
-                future.set_result(result or b"null")
+                future.set_result(result)
         if any(not f.done() for f in self._pending.values()):
             # Still waiting on something else (parallel waits): wait again.
-            self.send(["wait", self.run_id, self.attempt, 0])
+            self.suspend(0)
 
     @property
     def waiting(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import InvalidOptionError
 from ..retry import MAX_ATTEMPTS_CEILING, Retry, retry_delay_ms
 from ..types import RunStatus
-from .failures import error_dict
+from .report import AttemptError, AttemptResult, failed
 
 CATCH_ERROR_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_ms", "retry", "error"})
 
@@ -79,13 +79,12 @@ def interpret_answer(
     return Decision(recorded, None)  # no retry information: the run fails
 
 
-def failed_outcome(decision: Decision) -> dict[str, Any]:
-    """The outcome message of a failed attempt."""
-    return {
-        "ok": False,
-        "error": error_dict(decision.error, code=decision.code),
-        "retry_at": decision.retry_at,
-        "status": decision.status.value,
-        "attempt_status": decision.attempt_status,
-        "machine": decision.machine,
-    }
+def failed_outcome(decision: Decision) -> AttemptResult:
+    """The result of a failed attempt."""
+    return failed(
+        AttemptError.of(decision.error, code=decision.code),
+        retry_at=decision.retry_at,
+        status=decision.status.value,
+        attempt_status=decision.attempt_status,
+        machine=decision.machine,
+    )

@@ -32,6 +32,7 @@ import orjson
 from ..clock import now_ms
 from ..config import Config
 from ..engine.outcomes import oom_retry_machine
+from ..engine.records import ClaimedRun
 from ..errors import (
     AbortTaskRunError,
     CompleteTaskWithOutput,
@@ -50,6 +51,7 @@ from .definition import TaskDefinition
 from .hook_args import BoundHook
 from .hooks import current_run_hooks, global_snapshot
 from .locals import attempt_locals
+from .report import AttemptResult, succeeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,8 @@ class Lifecycle:
     def __init__(
         self,
         task: TaskDefinition[Any, Any],
-        start: Mapping[str, Any],
+        run: ClaimedRun,
+        payload: Any,
         ctx: Context,
         config: Config,
         threads: Executor,
@@ -79,15 +82,15 @@ class Lifecycle:
         request_kill: Callable[[str], None],
     ) -> None:
         self.task = task
-        self.start = start
+        self.claimed = run
         self.ctx = ctx
         self.signal: CancelSignal = ctx.signal
         self.config = config
         self.threads = threads
         self.emit = emit
         self.request_kill = request_kill
-        self.attempt: int = start["attempt"]
-        self.payload: Any = start["payload"]
+        self.attempt: int = run.attempt
+        self.payload: Any = payload
         self.init_value: Any = None
         self.locals: dict[Any, Any] = {}
         self.run_hooks: list[BoundHook] = []
@@ -98,7 +101,7 @@ class Lifecycle:
         self.body_task: asyncio.Task[Any] | None = None
         self.run_done: asyncio.Future[Any] | None = None
         self.stop_status = "CANCELED"  # or TIMED_OUT once max_duration passes
-        self.budget = ComputeBudget(start.get("max_duration"), self.time_out)
+        self.budget = ComputeBudget(run.max_duration, self.time_out)
         # The attempt's contextvars (locals, log sink, ctx): on_cancel hooks run in them.
         self.attempt_context: contextvars.Context | None = None
         self.cancel_task: asyncio.Task[None] | None = None
@@ -195,8 +198,8 @@ class Lifecycle:
         await self.call_all("on_resume", ignore=True, wait=wait)
 
     # -- the attempt ----------------------------------------------------------------
-    async def execute(self) -> dict[str, Any]:
-        """Run the attempt to its outcome (a dict for the supervisor); never raises.
+    async def execute(self) -> AttemptResult:
+        """Run the attempt to its outcome (what the supervisor gets); never raises.
 
         When the run was cancelled, the outcome waits for the `on_cancel` hooks (at most
         the grace period), so their calls and logs belong to the attempt.
@@ -220,8 +223,8 @@ class Lifecycle:
         await self._settle()
         return outcome
 
-    async def _execute_body(self) -> dict[str, Any]:
-        outcome: dict[str, Any] | None = None
+    async def _execute_body(self) -> AttemptResult:
+        outcome: AttemptResult | None = None
 
         async def innermost() -> None:
             nonlocal outcome
@@ -301,7 +304,7 @@ class Lifecycle:
 
         await step(0)
 
-    async def _hooks_and_run(self) -> dict[str, Any]:
+    async def _hooks_and_run(self) -> AttemptResult:
         try:
             init = self.task.hooks.get("init")
             if init is not None:
@@ -364,7 +367,7 @@ class Lifecycle:
             done.set_result(output)
         return output
 
-    async def _after_success(self, output: Any) -> dict[str, Any]:
+    async def _after_success(self, output: Any) -> AttemptResult:
         try:
             data = orjson.dumps(output)
         except TypeError as error:
@@ -390,9 +393,9 @@ class Lifecycle:
         cleanup_failure = await self._cleanup()
         if cleanup_failure is not None:
             return failed_outcome(cleanup_failure)
-        return {"ok": True, "output": data.decode()}
+        return succeeded(data)
 
-    async def _after_failure(self, decision: Decision) -> dict[str, Any]:
+    async def _after_failure(self, decision: Decision) -> AttemptResult:
         final = decision.retry_at is None
         # on_failure is for user-code failures only, not CRASHED/SYSTEM_FAILURE/CANCELED.
         if final and decision.status is RunStatus.FAILED:
@@ -403,7 +406,7 @@ class Lifecycle:
         await self._cleanup()  # the attempt failed already; a cleanup error is only recorded
         return failed_outcome(decision)
 
-    async def _after_cancel(self) -> dict[str, Any]:
+    async def _after_cancel(self) -> AttemptResult:
         if self.stop_status == "CANCELED":  # a timed-out attempt runs no more hooks
             await self._cleanup()
         return self._cancelled()
@@ -421,7 +424,8 @@ class Lifecycle:
     # -- failures -------------------------------------------------------------------
     def policy(self) -> Retry:
         """The retry policy locked on the run."""
-        return Retry.from_json(self.start["retry"]).with_max_attempts(self.start["max_attempts"])
+        policy = Retry.from_json(orjson.loads(self.claimed.retry))
+        return policy.with_max_attempts(self.claimed.max_attempts)
 
     async def decide(self, error: BaseException) -> Decision:
         """Whether and when the next attempt runs, asking `catch_error` hooks."""
@@ -430,7 +434,7 @@ class Lifecycle:
         now = now_ms()
         policy = self.policy()
         if isinstance(error, OutOfMemoryError | MemoryError):
-            bigger = oom_retry_machine(policy, self.start["machine"], self.attempt)
+            bigger = oom_retry_machine(policy, self.claimed.machine, self.attempt)
             return Decision(
                 error,
                 None if bigger is None else now,
@@ -476,7 +480,7 @@ class Lifecycle:
                 return Decision(bad, None, RunStatus.CRASHED, "CRASHED", "HANDLE_ERROR_ERROR")
         return Decision(error, default_at)
 
-    def _cancelled(self) -> dict[str, Any]:
+    def _cancelled(self) -> AttemptResult:
         reason = self.cancel_reason or "cancelled"
         if self.stop_status == "TIMED_OUT":
             return failed_outcome(
@@ -535,7 +539,7 @@ class Lifecycle:
         the run ends TIMED_OUT, is not retried, and runs no success/failure hooks."""
         if self.cancel_reason is not None:
             return
-        seconds = self.start.get("max_duration")
+        seconds = self.claimed.max_duration
         self.stop_status = "TIMED_OUT"
         self.cancel_reason = (
             f"max_duration exceeded: task {self.task.id!r} used its {seconds} s of compute "

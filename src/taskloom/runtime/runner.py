@@ -1,24 +1,25 @@
 """One attempt inside an executor: build the context, run the task, decide what happens next.
 
-The result is a plain dict sent back to the supervisor:
-`{"ok": True, "output": "<json>"}` or
-`{"ok": False, "error": {...}, "retry_at": ms | None, "status": final status,
-  "attempt_status": ...}`.
+The attempt starts from the claimed run the supervisor sent (a `ClaimedRun`, its JSON
+fields still bytes) and ends with an `AttemptResult` (see `report`), which the executor
+sends back to the supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..clock import now_ms
 from ..config import Config
 from ..engine.engine import Engine
-from ..engine.records import RecordedWait
+from ..engine.records import ClaimedRun, RecordedWait
 from ..machines import resolve_machine
 from ..types import RunStatus, ms_to_datetime
 from .attempt import AttemptRuntime, current_attempt
@@ -37,16 +38,13 @@ from .context import (
 from .definition import TaskDefinition
 from .failures import error_dict
 from .lifecycle import Lifecycle
+from .report import AttemptError, AttemptResult, Event, failed
 from .sink import current_sink
 
 
-def recorded_waits(raw: Any) -> dict[int, RecordedWait]:
-    """Recorded waits from a start message: [[seq, kind, waitpoint_id, status, result]]."""
-    found: dict[int, RecordedWait] = {}
-    for seq, kind, waitpoint_id, status, result in raw or []:
-        data = None if result is None else result.encode()
-        found[seq] = RecordedWait(seq, kind, waitpoint_id, status, data)
-    return found
+def recorded_waits(waits: Iterable[RecordedWait]) -> dict[int, RecordedWait]:
+    """The recorded waits of a replayed run, by sequence number."""
+    return {wait.seq: wait for wait in waits}
 
 
 __all__ = ["AttemptRunner", "AttemptSink", "AttemptState", "build_context", "error_dict"]
@@ -58,12 +56,14 @@ class AttemptSink:
 
     run_id: str
     attempt: int
-    events: list[list[Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.append([data.get("ts") or now_ms(), kind, data])
+        """Record one event (at `data["ts"]` when given, else now)."""
+        self.events.append(Event(data.get("ts") or now_ms(), kind, data))
 
-    def take(self) -> list[list[Any]]:
+    def take(self) -> list[Event]:
+        """The events collected since the last call."""
         events, self.events = self.events, []
         return events
 
@@ -78,7 +78,7 @@ class AttemptState:
     signal: CancelSignal
     sink: AttemptSink
     started_at: int
-    asyncio_task: asyncio.Task[dict[str, Any]] | None = None
+    asyncio_task: asyncio.Task[AttemptResult] | None = None
     cancel_reason: str | None = None
     runner: AttemptRunner | None = None
 
@@ -90,80 +90,90 @@ def _machine_info(name: str) -> MachineInfo:
 
 
 def build_context(
-    start: dict[str, Any], task: TaskDefinition[Any, Any], signal: CancelSignal
+    run: ClaimedRun, environment: str, task: TaskDefinition[Any, Any], signal: CancelSignal
 ) -> Context:
-    """The Context of an attempt, from the supervisor's start message."""
-    attempt = AttemptInfo(number=start["attempt"], started_at=ms_to_datetime(now_ms()))
-    created = ms_to_datetime(start["created_at"])
+    """The Context of an attempt of a claimed run, in `environment`."""
+    attempt = AttemptInfo(number=run.attempt, started_at=ms_to_datetime(now_ms()))
+    created = ms_to_datetime(run.created_at)
     assert created is not None
-    machine = _machine_info(start["machine"])
+    machine = _machine_info(run.machine)
     return Context(
         run=RunInfo(
-            id=start["id"],
+            id=run.id,
             attempt=attempt,
-            tags=tuple(start.get("tags") or ()),
-            is_test=bool(start.get("is_test")),
-            is_replay=start.get("replayed_from") is not None,
+            tags=tuple(orjson.loads(run.tags) or ()) if run.tags else (),
+            is_test=run.is_test,
+            is_replay=run.replayed_from is not None,
             created_at=created,
-            idempotency_key=start.get("idempotency_key"),
-            max_attempts=start["max_attempts"],
-            max_duration=start.get("max_duration"),
-            parent_run_id=start.get("parent_run_id"),
-            root_run_id=start.get("root_run_id"),
-            depth=start.get("depth", 0),
-            replayed_from=start.get("replayed_from"),
+            idempotency_key=run.idempotency_key,
+            max_attempts=run.max_attempts,
+            max_duration=run.max_duration,
+            parent_run_id=run.parent_run_id,
+            root_run_id=run.root_run_id,
+            depth=run.depth,
+            replayed_from=run.replayed_from,
         ),
         attempt=attempt,
         task=TaskInfo(id=task.id, file_path=task.file_path),
-        queue=QueueInfo(name=start["queue"]),
+        queue=QueueInfo(name=run.queue),
         machine=machine,
-        environment=EnvironmentInfo(type=start.get("environment", "DEVELOPMENT")),
+        environment=EnvironmentInfo(type=environment),
         signal=signal,
     )
 
 
 class AttemptRunner:
     """Runs one attempt of a task with the run's locked settings; its durable steps go
-    through `engine` (the executor's, one per process)."""
+    through `engine` (the executor's, one per process).
+
+    `suspend(seq)` asks the supervisor to suspend the run while it waits for its wait
+    `seq` (0: for any pending wait); `request_kill(status)` asks it to stop the executor
+    (a sync attempt that cannot be interrupted).
+    """
 
     def __init__(
         self,
         task: TaskDefinition[Any, Any],
-        start: dict[str, Any],
+        run: ClaimedRun,
+        environment: str,
         state: AttemptState,
         config: Config,
         threads: Executor,
         request_kill: Callable[[str], None] | None = None,
-        send: Callable[[list[Any]], None] | None = None,
+        suspend: Callable[[int], None] | None = None,
         *,
         engine: Engine,
     ) -> None:
         self.task = task
         self.engine = engine
-        self.start = start
+        self.claimed = run
+        self.environment = environment
         self.state = state
         self.config = config
         self.threads = threads
         self.request_kill = request_kill or (lambda status: None)
-        self.send = send or (lambda message: None)
+        self.suspend = suspend or (lambda seq: None)
         self.lifecycle: Lifecycle | None = None
         self.runtime: AttemptRuntime | None = None
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> AttemptResult:
         """Execute the attempt; never raises (except CancelledError when cancelled)."""
         sink = self.state.sink
         sink_token = current_sink.set(sink)
-        ctx = build_context(self.start, self.task, self.state.signal)
+        claimed = self.claimed
+        ctx = build_context(claimed, self.environment, self.task, self.state.signal)
         ctx_token = current_context.set(ctx)
         try:
+            payload = orjson.loads(claimed.payload)
             if self.task.schema is not None:
                 try:
-                    self.start["payload"] = self.task.schema(self.start["payload"])
+                    payload = self.task.schema(payload)
                 except Exception as error:
                     return _failed(error, retry_at=None, code="TASK_PAYLOAD_PARSE_ERROR")
             self.lifecycle = Lifecycle(
                 self.task,
-                self.start,
+                claimed,
+                payload,
                 ctx,
                 self.config,
                 self.threads,
@@ -176,15 +186,16 @@ class AttemptRunner:
             self.runtime = AttemptRuntime(
                 ctx,
                 engine=self.engine,
-                recorded=recorded_waits(self.start.get("waits")),
-                send=self.send,
+                recorded=recorded_waits(claimed.waits),
+                suspend=self.suspend,
                 on_wait=lifecycle.fire_wait,
                 on_resume=lifecycle.fire_resume,
                 is_async=self.task.is_async,
-                queue_ts=self.start.get("queue_ts"),
+                queue_ts=claimed.sort_key,
             )
-            if isinstance(self.start.get("metadata"), dict):
-                self.runtime.metadata = dict(self.start["metadata"])
+            metadata = orjson.loads(claimed.metadata) if claimed.metadata else None
+            if isinstance(metadata, dict):
+                self.runtime.metadata = metadata
             runtime_token = current_attempt.set(self.runtime)
             try:
                 return await lifecycle.execute()
@@ -208,11 +219,10 @@ def _failed(
     status: RunStatus = RunStatus.FAILED,
     attempt_status: str = "FAILED",
     code: str = "",
-) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "error": error_dict(error, code=code),
-        "retry_at": retry_at,
-        "status": status.value,
-        "attempt_status": attempt_status,
-    }
+) -> AttemptResult:
+    return failed(
+        AttemptError.of(error, code=code),
+        retry_at=retry_at,
+        status=status.value,
+        attempt_status=attempt_status,
+    )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
@@ -143,9 +145,12 @@ class RunFilter:
     limit: int = 50
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedRun:
-    """A run a worker just claimed (now DEQUEUED and fenced to that worker and attempt)."""
+class ClaimedRun(msgspec.Struct, frozen=True, array_like=True):
+    """A run a worker just claimed (now DEQUEUED and fenced to that worker and attempt).
+
+    A msgspec Struct: the supervisor hands it to an executor as it is (a compact array on
+    the wire; the JSON bytes travel undecoded).
+    """
 
     id: str
     task_id: str
@@ -335,9 +340,11 @@ class NewWaitpoint:
     tags: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedWait:
-    """A wait a run made, with its result once it completed (JSON bytes)."""
+class RecordedWait(msgspec.Struct, frozen=True, array_like=True):
+    """A wait a run made, with its result once it completed (JSON bytes).
+
+    A msgspec Struct: it travels to executors inside start and resume messages.
+    """
 
     seq: int
     kind: str

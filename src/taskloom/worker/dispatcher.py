@@ -14,17 +14,29 @@ caused it is charged:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+import msgspec
 import orjson
 
 from ..config import Config
 from ..engine import outcomes
 from ..engine.records import AttemptOutcome, ClaimedRun, NewEvent, RecordedWait
-from .ipc import read_frame
+from ..runtime.report import AttemptError, AttemptResult, Event
+from .ipc import FROM_EXECUTOR, read_frame
+from .messages import (
+    AbandonAttempt,
+    AttemptDone,
+    AttemptEvents,
+    AttemptStarted,
+    CancelAttempt,
+    KillRequest,
+    ResumeAttempt,
+    StartAttempt,
+    Waiting,
+)
 from .pools import ExecutorPools
 from .process import ExecutorProcess, describe_exit
 
@@ -33,6 +45,11 @@ log = logging.getLogger("taskloom.internal.worker")
 DEADLINE_GRACE_SECONDS = 2.0
 """The supervisor's backstop for max_duration: it stops the executor this long after the
 deadline when the executor could not (async code that never yields blocks its loop)."""
+
+_NO_ERROR = AttemptError(
+    "TaskloomError", "the attempt failed without reporting an error", code="TASK_EXECUTOR_ERROR"
+)
+"""Stands in for the error of a failed result that has none (executors always send one)."""
 
 
 class DispatchHost(Protocol):
@@ -106,7 +123,7 @@ class Dispatcher:
         recorded = await self.host.load_waits(item.run.id, item.run.attempt)
         if self.in_flight.get(item.run.id) is not item:
             return  # cancelled or released meanwhile
-        item.run = dataclasses.replace(item.run, waits=tuple(recorded), resume_worker=None)
+        item.run = msgspec.structs.replace(item.run, waits=tuple(recorded), resume_worker=None)
         executor = self.pools.pick(item.run.machine, item.run.isolate)
         if executor is None:
             self._waiting.append(item)
@@ -132,15 +149,8 @@ class Dispatcher:
         assert item.executor is not None
         self.in_flight[run.id] = item
         item.executor.in_flight.add(run.id)
-        delivered = run.waits if results is None else results
-        item.executor.send(
-            [
-                "resume",
-                run.id,
-                run.attempt,
-                [[w.seq, _text(w.result)] for w in delivered],
-            ]
-        )
+        delivered = run.waits if results is None else tuple(results)
+        item.executor.send(ResumeAttempt(run.id, run.attempt, delivered))
         self.host.add_start(run.id, run.attempt, self.host.now())
         self._arm_deadline(item)
 
@@ -162,14 +172,7 @@ class Dispatcher:
         for run_id, results in ready.items():
             item = self.in_flight.get(run_id)
             if item is not None and item.executor is not None and results:
-                item.executor.send(
-                    [
-                        "resume",
-                        run_id,
-                        item.run.attempt,
-                        [[w.seq, _text(w.result)] for w in results],
-                    ]
-                )
+                item.executor.send(ResumeAttempt(run_id, item.run.attempt, tuple(results)))
 
     def executor_failed(self, machine: str, isolated: bool) -> None:
         """No executor could start for these runs: they go back to their queues uncharged."""
@@ -189,7 +192,7 @@ class Dispatcher:
         run = item.run
         item.executor = executor
         executor.in_flight.add(run.id)
-        executor.send(["start", start_message(run, self.config.environment)])
+        executor.send(StartAttempt(run, self.config.environment))
         # Armed at dispatch: an attempt that blocks its executor's loop from its first step
         # never gets to report that it started.
         self._arm_deadline(item)
@@ -200,24 +203,28 @@ class Dispatcher:
     async def watch(self, executor: ExecutorProcess) -> int:
         """Read an executor's messages until it exits; return its exit code."""
         while True:
-            messages = await read_frame(executor.reader)
+            messages = await read_frame(executor.reader, FROM_EXECUTOR)
             if messages is None:
                 break
             for message in messages:
-                kind = message[0]
-                if kind == "done":
-                    self.on_done(message[1], message[2], message[3])
-                elif kind == "started":
-                    self.on_started(message[1], message[2], message[3])
-                elif kind == "events":
-                    self.on_events(message[1], message[2], message[3])
-                elif kind == "wait":
-                    item = self._held(message[1], message[2])
-                    if item is not None:
-                        self.host.add_suspend(message[1], message[2])
-                elif kind == "kill":
-                    status = message[4] if len(message) > 4 else "CANCELED"
-                    self.on_kill_request(executor, message[1], message[2], message[3], status)
+                match message:
+                    case AttemptDone():
+                        self.on_done(message.run_id, message.attempt, message.result)
+                    case AttemptStarted():
+                        self.on_started(message.run_id, message.attempt, message.started_at)
+                    case AttemptEvents():
+                        self.on_events(message.run_id, message.attempt, message.events)
+                    case Waiting():
+                        if self._held(message.run_id, message.attempt) is not None:
+                            self.host.add_suspend(message.run_id, message.attempt)
+                    case KillRequest():
+                        self.on_kill_request(
+                            executor,
+                            message.run_id,
+                            message.attempt,
+                            message.reason,
+                            message.status,
+                        )
         return await executor.process.wait()
 
     def _held(self, run_id: str, attempt: int) -> InFlight | None:
@@ -247,12 +254,14 @@ class Dispatcher:
                 delay, self._deadline_passed, item.run.id, item.run.attempt
             )
 
-    def on_events(self, run_id: str, attempt: int, events: list[list[Any]]) -> None:
+    def on_events(self, run_id: str, attempt: int, events: list[Event]) -> None:
+        """An attempt's events, to be written with the next tick."""
         self.host.add_events(
-            [NewEvent(run_id, attempt, ts, kind, orjson.dumps(data)) for ts, kind, data in events]
+            [NewEvent(run_id, attempt, e.ts, e.kind, orjson.dumps(e.data)) for e in events]
         )
 
-    def on_done(self, run_id: str, attempt: int, result: dict[str, Any]) -> None:
+    def on_done(self, run_id: str, attempt: int, result: AttemptResult) -> None:
+        """An attempt ended: its outcome is written with the next tick."""
         item = self._held(run_id, attempt)
         if item is None:
             parked = self.parked.get(run_id)  # cancelled while it waited
@@ -263,32 +272,32 @@ class Dispatcher:
                 parked.executor.parked.discard(run_id)
             item = parked
         self._forget(item)
-        started_at = result.get("started_at") or item.started_at
-        events = result.get("events")
-        if events:
-            self.on_events(run_id, attempt, events)
-        if result["ok"]:
+        started_at = result.started_at or item.started_at
+        if result.events:
+            self.on_events(run_id, attempt, result.events)
+        if result.ok:
             outcome = outcomes.success(
                 run_id,
                 attempt,
                 item.worker_id,
-                result["output"].encode(),
+                bytes(result.output),
                 started_at=started_at,
-                finished_at=result["finished_at"],
+                finished_at=result.finished_at,
             )
         else:
-            retry_at = result.get("retry_at")
+            retry_at = result.retry_at
+            error = result.error or _NO_ERROR
             outcome = outcomes.failure(
                 run_id,
                 attempt,
                 item.worker_id,
-                orjson.dumps(result["error"]),
+                outcomes.error_json(error.type, error.message, error.stack, error.code),
                 retry_at=retry_at,
-                final_status=result["status"],
-                attempt_status=result["attempt_status"],
+                final_status=result.status,
+                attempt_status=result.attempt_status,
                 started_at=started_at,
-                finished_at=result["finished_at"],
-                machine=result.get("machine"),
+                finished_at=result.finished_at,
+                machine=result.machine,
             )
             if retry_at is not None:
                 self.host.wake_at(retry_at)
@@ -408,14 +417,14 @@ class Dispatcher:
         if item is None:
             parked = self.parked.get(run_id)
             if parked is not None and parked.executor is not None:
-                parked.executor.send(["cancel", run_id, reason])
+                parked.executor.send(CancelAttempt(run_id, reason))
             return
         if item.executor is None:  # never sent to an executor: nothing ran
             self._forget(item)
             self._waiting = [w for w in self._waiting if w is not item]
             self.host.add_outcome(_stopped(item, reason, "CANCELED", self.host.now()))
             return
-        item.executor.send(["cancel", run_id, reason])
+        item.executor.send(CancelAttempt(run_id, reason))
 
     def take_all(self, reason: str) -> list[InFlight]:
         """Stop tracking every attempt (they are being released) and every parked waiting
@@ -424,11 +433,11 @@ class Dispatcher:
         held = list(self.in_flight.values())
         for item in held:
             if item.executor is not None:
-                item.executor.send(["abandon", item.run.id, reason])
+                item.executor.send(AbandonAttempt(item.run.id, reason))
             self._forget(item)
         for run_id, item in list(self.parked.items()):
             if item.executor is not None:
-                item.executor.send(["abandon", run_id, reason])
+                item.executor.send(AbandonAttempt(run_id, reason))
                 item.executor.parked.discard(run_id)
         self.parked.clear()
         self._waiting.clear()
@@ -449,44 +458,3 @@ def _stopped(item: InFlight, reason: str, status: str, now: int) -> AttemptOutco
         started_at=item.started_at,
         finished_at=now,
     )
-
-
-def _text(data: bytes | None) -> str | None:
-    return None if data is None else data.decode()
-
-
-def start_message(run: ClaimedRun, environment: str) -> dict[str, Any]:
-    """What an executor needs to start an attempt (raw JSON travels as JSON)."""
-    return {
-        "id": run.id,
-        "task_id": run.task_id,
-        "queue": run.queue,
-        "attempt": run.attempt,
-        "payload": orjson.Fragment(run.payload),
-        "max_attempts": run.max_attempts,
-        "retry": orjson.Fragment(run.retry),
-        "machine": run.machine,
-        "max_duration": run.max_duration,
-        "tags": orjson.Fragment(run.tags) if run.tags else None,
-        "metadata": orjson.Fragment(run.metadata) if run.metadata else None,
-        "idempotency_key": run.idempotency_key,
-        "parent_run_id": run.parent_run_id,
-        "root_run_id": run.root_run_id,
-        "depth": run.depth,
-        "is_test": run.is_test,
-        "replayed_from": run.replayed_from,
-        "created_at": run.created_at,
-        "concurrency_key": run.concurrency_key,
-        "environment": environment,
-        "queue_ts": run.sort_key,
-        "waits": [
-            [
-                w.seq,
-                w.kind,
-                w.waitpoint_id,
-                w.status,
-                None if w.result is None else w.result.decode(),
-            ]
-            for w in run.waits
-        ],
-    }

@@ -2,8 +2,8 @@
 runs attempts. Async attempts share its event loop; sync attempts run in its threads.
 
 Started as `python -m taskloom.worker.executor --fd N`, where N is its end of a socket
-pair with the supervisor. Messages in (see `ipc`): `start`, `cancel`, `exit`. Messages
-out: `ready` (or `fatal`), `started`, `events`, `done`.
+pair with the supervisor. Messages in (see `messages`): start, resume, cancel, abandon,
+exit. Messages out: ready (or fatal), started, events, wait, kill, done.
 """
 
 from __future__ import annotations
@@ -15,21 +15,37 @@ import signal as os_signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+
+import msgspec
 
 from ..clock import now_ms
 from ..config import get_config
 from ..engine.engine import Engine
 from ..engine.factory import open_engine
+from ..engine.records import RecordedWait
 from ..runtime import registry
 from ..runtime.capture import install_capture
 from ..runtime.context import CancelSignal
-from ..runtime.failures import error_dict
 from ..runtime.metadata import flush, has_pending
 from ..runtime.queues import declared_queues, is_declared
+from ..runtime.report import AttemptError, AttemptResult, Event, failed
 from ..runtime.runner import AttemptRunner, AttemptSink, AttemptState
 from .discovery import TaskImportError, import_tasks
-from .ipc import FrameWriter, read_frame
+from .ipc import FROM_SUPERVISOR, ExecutorWriter, read_frame
+from .messages import (
+    AbandonAttempt,
+    AttemptDone,
+    AttemptEvents,
+    AttemptStarted,
+    CancelAttempt,
+    Exit,
+    Fatal,
+    KillRequest,
+    Ready,
+    ResumeAttempt,
+    StartAttempt,
+    Waiting,
+)
 
 EVENT_FLUSH_SECONDS = 0.2
 METADATA_FLUSH_EVERY = 4  # event flushes: metadata is written every 0.8 s
@@ -39,7 +55,7 @@ class Executor:
     """The executor's event loop side: receives starts, runs attempts, reports outcomes."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: FrameWriter, engine: Engine | None = None
+        self, reader: asyncio.StreamReader, writer: ExecutorWriter, engine: Engine | None = None
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -57,97 +73,95 @@ class Executor:
         self.engine = engine
 
     async def serve(self) -> None:
+        """Handle the supervisor's messages until it says exit or the channel closes."""
         flusher = asyncio.create_task(self._flush_events_periodically())
         try:
             while True:
-                messages = await read_frame(self.reader)
+                messages = await read_frame(self.reader, FROM_SUPERVISOR)
                 if messages is None:
                     return
                 for message in messages:
-                    kind = message[0]
-                    if kind == "start":
-                        self._start(message[1])
-                    elif kind == "abandon":
-                        self._abandon(message[1], message[2])
-                    elif kind == "resume":
-                        self._resume(message[1], message[2], message[3])
-                    elif kind == "cancel":
-                        self._cancel(message[1], message[2])
-                    elif kind == "exit":
-                        return
+                    match message:
+                        case StartAttempt():
+                            self._start(message)
+                        case AbandonAttempt():
+                            self._abandon(message.run_id, message.reason)
+                        case ResumeAttempt():
+                            self._resume(message.run_id, message.attempt, message.waits)
+                        case CancelAttempt():
+                            self._cancel(message.run_id, message.reason)
+                        case Exit():
+                            return
         finally:
             flusher.cancel()
 
-    def _start(self, start: dict[str, Any]) -> None:
-        run_id = start["id"]
-        task = registry.get(start["task_id"])
+    def _start(self, start: StartAttempt) -> None:
+        run = start.run
         state = AttemptState(
-            run_id=run_id,
-            attempt=start["attempt"],
-            task=task,
+            run_id=run.id,
+            attempt=run.attempt,
+            task=registry.get(run.task_id),
             signal=CancelSignal(),
-            sink=AttemptSink(run_id, start["attempt"]),
+            sink=AttemptSink(run.id, run.attempt),
             started_at=now_ms(),
         )
-        self.running[run_id] = state
-        self.writer.send(["started", run_id, state.attempt, state.started_at])
+        self.running[run.id] = state
+        self.writer.send(AttemptStarted(run.id, state.attempt, state.started_at))
         state.asyncio_task = asyncio.create_task(self._run(state, start))
 
-    async def _run(self, state: AttemptState, start: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, state: AttemptState, start: StartAttempt) -> AttemptResult:
         if state.task is None:
             known = ", ".join(t.id for t in registry.all_tasks())
             problem = LookupError(
-                f"task {start['task_id']!r} is not defined in this worker's task modules "
+                f"task {start.run.task_id!r} is not defined in this worker's task modules "
                 f"(defined here: {known or 'none'})"
             )
-            result: dict[str, Any] = {
-                "ok": False,
-                "error": error_dict(problem, code="COULD_NOT_FIND_TASK"),
-                "retry_at": None,
-                "status": "SYSTEM_FAILURE",
-                "attempt_status": "FAILED",
-            }
+            result = failed(
+                AttemptError.of(problem, code="COULD_NOT_FIND_TASK"),
+                retry_at=None,
+                status="SYSTEM_FAILURE",
+                attempt_status="FAILED",
+            )
         else:
             runner = AttemptRunner(
                 state.task,
-                start,
+                start.run,
+                start.environment,
                 state,
                 self.config,
                 self.threads,
                 request_kill=lambda status: self._request_kill(state, status),
-                send=self.writer.send,
+                suspend=lambda seq: self.writer.send(Waiting(state.run_id, state.attempt, seq)),
                 engine=self.engine,
             )
             state.runner = runner
             try:
                 result = await runner.run()
             except asyncio.CancelledError:
-                result = {
-                    "ok": False,
-                    "error": {
-                        "type": "TaskRunCancelledError",
-                        "message": state.cancel_reason or "cancelled",
-                        "stack": "",
-                        "code": "TASK_RUN_CANCELLED",
-                    },
-                    "retry_at": None,
-                    "status": "CANCELED",
-                    "attempt_status": "CANCELED",
-                }
+                result = failed(
+                    AttemptError(
+                        "TaskRunCancelledError",
+                        state.cancel_reason or "cancelled",
+                        code="TASK_RUN_CANCELLED",
+                    ),
+                    retry_at=None,
+                    status="CANCELED",
+                    attempt_status="CANCELED",
+                )
             except BaseException as error:  # the runner itself broke: never lose the attempt
-                result = {
-                    "ok": False,
-                    "error": error_dict(error, code="TASK_EXECUTOR_ERROR"),
-                    "retry_at": None,
-                    "status": "SYSTEM_FAILURE",
-                    "attempt_status": "FAILED",
-                }
+                result = failed(
+                    AttemptError.of(error, code="TASK_EXECUTOR_ERROR"),
+                    retry_at=None,
+                    status="SYSTEM_FAILURE",
+                    attempt_status="FAILED",
+                )
         self.running.pop(state.run_id, None)
-        result["started_at"] = state.started_at
-        result["finished_at"] = now_ms()
+        finished_at = now_ms()
         await self._flush_metadata(state)
-        result["events"] = state.sink.take()
-        self.writer.send(["done", state.run_id, state.attempt, result])
+        result = msgspec.structs.replace(
+            result, started_at=state.started_at, finished_at=finished_at, events=state.sink.take()
+        )
+        self.writer.send(AttemptDone(state.run_id, state.attempt, result))
         return result
 
     async def _flush_metadata(self, state: AttemptState) -> None:
@@ -179,16 +193,14 @@ class Executor:
             state.asyncio_task.cancel()
         # A sync attempt's thread cannot be stopped: it runs on, its outcome is refused.
 
-    def _resume(self, run_id: str, attempt: int, results: list[list[Any]]) -> None:
+    def _resume(self, run_id: str, attempt: int, waits: tuple[RecordedWait, ...]) -> None:
         """Completed waits of a parked attempt: its coroutine continues."""
         state = self.running.get(run_id)
         if state is None or state.attempt != attempt or state.runner is None:
             return
         runtime = state.runner.runtime
         if runtime is not None:
-            runtime.deliver(
-                [(seq, None if result is None else result.encode()) for seq, result in results]
-            )
+            runtime.deliver(waits)
 
     def _cancel(self, run_id: str, reason: str) -> None:
         state = self.running.get(run_id)
@@ -206,13 +218,16 @@ class Executor:
         """A cancelled sync attempt cannot be interrupted in its thread: ask the supervisor
         to stop this process. The attempt is recorded CANCELED; the other attempts this
         executor holds go back to their queues without using an attempt."""
-        events = state.sink.take()
-        if events:
-            self.writer.send(["events", state.run_id, state.attempt, events])
+        self._send_events(state)
         reason = state.cancel_reason or ""
         if state.runner is not None and state.runner.lifecycle is not None:
             reason = state.runner.lifecycle.cancel_reason or reason
-        self.writer.send(["kill", state.run_id, state.attempt, reason, status])
+        self.writer.send(KillRequest(state.run_id, state.attempt, reason, status))
+
+    def _send_events(self, state: AttemptState) -> None:
+        events: list[Event] = state.sink.take()
+        if events:
+            self.writer.send(AttemptEvents(state.run_id, state.attempt, events))
 
     async def _flush_events_periodically(self) -> None:
         ticks = 0
@@ -223,22 +238,18 @@ class Executor:
                 for state in list(self.running.values()):
                     await self._flush_metadata(state)
             for state in list(self.running.values()):
-                events = state.sink.take()
-                if events:
-                    self.writer.send(["events", state.run_id, state.attempt, events])
+                self._send_events(state)
 
 
 async def _main(fd: int) -> int:
     sock = socket.socket(fileno=fd)
     reader, raw_writer = await asyncio.open_connection(sock=sock)
-    writer = FrameWriter(raw_writer)
+    writer = ExecutorWriter(raw_writer)
     config = get_config()
     try:
         modules = import_tasks(config)
     except TaskImportError as error:
-        writer.send(
-            ["fatal", {"module": error.module, "path": str(error.path), "details": error.details}]
-        )
+        writer.send(Fatal(error.module, str(error.path), error.details))
         await writer.drain()
         return 3
     specs = [task.spec_for(config).to_json().decode() for task in registry.all_tasks()]
@@ -246,9 +257,7 @@ async def _main(fd: int) -> int:
         {"name": q.name, "limit": q.concurrency_limit, "total": q.total_concurrency_limit}
         for q in declared_queues()
     ]
-    writer.send(
-        ["ready", {"pid": os.getpid(), "modules": modules, "specs": specs, "queues": queues}]
-    )
+    writer.send(Ready(os.getpid(), modules, specs, queues))
     executor = Executor(reader, writer)
     try:
         await executor.serve()

@@ -1,29 +1,49 @@
 """Frames between a supervisor and its executors: a 4-byte length, then a JSON list of messages.
 
-Messages are batched: a `FrameWriter` collects everything produced in one event-loop
-iteration and sends it as one frame, so a burst of completions costs one write.
+Messages are the typed structs of `messages`, encoded and decoded with msgspec: one
+decoder per direction reads a whole frame into typed messages. Messages are batched: a
+`FrameWriter` collects everything produced in one event-loop iteration and sends it as
+one frame, so a burst of completions costs one write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
+from collections.abc import Sequence
+from typing import Generic, TypeVar
 
-import orjson
+import msgspec
+
+from .messages import ExecutorMessage, Message, SupervisorMessage
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
 
+M = TypeVar("M", bound=Message)
 
-def encode_frame(messages: list[Any]) -> bytes:
+_encoder = msgspec.json.Encoder()
+FROM_SUPERVISOR = msgspec.json.Decoder(list[SupervisorMessage])
+"""Decodes a frame an executor reads."""
+FROM_EXECUTOR = msgspec.json.Decoder(list[ExecutorMessage])
+"""Decodes a frame a supervisor reads."""
+
+
+def encode_frame(messages: Sequence[Message]) -> bytearray:
     """One frame holding `messages`."""
-    body = orjson.dumps(messages)
-    return HEADER.pack(len(body)) + body
+    frame = bytearray(HEADER.size)
+    _encoder.encode_into(messages, frame, HEADER.size)
+    HEADER.pack_into(frame, 0, len(frame) - HEADER.size)
+    return frame
 
 
-async def read_frame(reader: asyncio.StreamReader) -> list[Any] | None:
-    """The next frame's messages, or None at end of stream."""
+async def read_frame(
+    reader: asyncio.StreamReader, decoder: msgspec.json.Decoder[list[M]]
+) -> list[M] | None:
+    """The next frame's messages, or None at end of stream.
+
+    `decoder` is `FROM_SUPERVISOR` in an executor and `FROM_EXECUTOR` in a supervisor.
+    """
     try:
         header = await reader.readexactly(HEADER.size)
     except (asyncio.IncompleteReadError, ConnectionResetError):
@@ -35,20 +55,19 @@ async def read_frame(reader: asyncio.StreamReader) -> list[Any] | None:
         body = await reader.readexactly(size)
     except (asyncio.IncompleteReadError, ConnectionResetError):
         return None
-    messages: list[Any] = orjson.loads(body)
-    return messages
+    return decoder.decode(body)
 
 
-class FrameWriter:
+class FrameWriter(Generic[M]):
     """Queues messages and writes them as one frame per event-loop iteration."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
-        self._pending: list[Any] = []
+        self._pending: list[M] = []
         self._scheduled = False
         self.closed = False
 
-    def send(self, message: Any) -> None:
+    def send(self, message: M) -> None:
         """Queue a message for the next flush."""
         if self.closed:
             return
@@ -81,6 +100,13 @@ class FrameWriter:
                 self.closed = True
 
     def close(self) -> None:
+        """Flush what is queued and close the channel."""
         self.flush()
         self.closed = True
         self._writer.close()
+
+
+SupervisorWriter = FrameWriter[SupervisorMessage]
+"""How a supervisor writes to an executor."""
+ExecutorWriter = FrameWriter[ExecutorMessage]
+"""How an executor writes to its supervisor."""

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
-from .ipc import FrameWriter, read_frame
+from .ipc import FROM_EXECUTOR, SupervisorWriter, read_frame
+from .messages import Exit, Fatal, Ready, SupervisorMessage
 
 READY_TIMEOUT_SECONDS = 120.0
 
@@ -51,7 +52,7 @@ class ExecutorProcess:
     index: int
     process: asyncio.subprocess.Process
     reader: asyncio.StreamReader
-    writer: FrameWriter
+    writer: SupervisorWriter
     in_flight: set[str] = field(default_factory=set)
     parked: set[str] = field(default_factory=set)  # waiting runs whose coroutines it holds
     specs: list[str] = field(default_factory=list)
@@ -66,25 +67,27 @@ class ExecutorProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def send(self, message: Any) -> None:
+    def send(self, message: SupervisorMessage) -> None:
+        """Queue a message to the executor (sent with the others of this loop iteration)."""
         self.writer.send(message)
 
     async def wait_ready(self) -> ExecutorFailure | None:
         """Wait for `ready`; return a failure if a module failed to import or it died."""
         try:
-            messages = await asyncio.wait_for(read_frame(self.reader), READY_TIMEOUT_SECONDS)
+            messages = await asyncio.wait_for(
+                read_frame(self.reader, FROM_EXECUTOR), READY_TIMEOUT_SECONDS
+            )
         except TimeoutError:
             return ExecutorFailure(None, None, "executor did not become ready in time")
         if messages is None:
             code = await self.process.wait()
             return ExecutorFailure(None, None, f"executor exited with code {code} at start")
         for message in messages:
-            if message[0] == "fatal":
-                info = message[1]
-                return ExecutorFailure(info["module"], info["path"], info["details"])
-            if message[0] == "ready":
-                self.specs = list(message[1]["specs"])
-                self.queues = list(message[1].get("queues", []))
+            if isinstance(message, Fatal):
+                return ExecutorFailure(message.module, message.path, message.details)
+            if isinstance(message, Ready):
+                self.specs = list(message.specs)
+                self.queues = list(message.queues)
                 return None
         return ExecutorFailure(None, None, f"unexpected first message {messages!r}")
 
@@ -92,7 +95,7 @@ class ExecutorProcess:
         """Ask the executor to exit; kill it if it does not within `timeout`."""
         if self.process.returncode is not None:
             return
-        self.writer.send(["exit"])
+        self.writer.send(Exit())
         with contextlib.suppress(Exception):
             await self.writer.drain()
         try:
@@ -141,6 +144,6 @@ async def spawn_executor(
     finally:
         child.close()
     reader, raw_writer = await asyncio.open_connection(sock=parent, limit=1 << 20)
-    executor = ExecutorProcess(index, process, reader, FrameWriter(raw_writer))
+    executor = ExecutorProcess(index, process, reader, SupervisorWriter(raw_writer))
     executor.machine = machine or config.machine
     return executor

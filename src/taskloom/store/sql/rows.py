@@ -1,6 +1,7 @@
 """Rows to records, by column name.
 
-A record (a dataclass of `taskloom.store.records`) names the columns it is read from:
+A record (a dataclass, or a msgspec Struct such as `ClaimedRun`, of
+`taskloom.store.records`) names the columns it is read from:
 `columns(Record)` is the select list, and `RowReader(Record)` matches the names in a
 cursor's description to the record's fields once per statement, then builds records with
 one positional lookup per field. So no statement's column order is counted by hand, and a
@@ -19,6 +20,8 @@ import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 R = TypeVar("R")
 Converter = Callable[[Any], Any]
 
@@ -26,10 +29,29 @@ EMPTY_IS_NONE = frozenset({"concurrency_key"})
 """Columns where '' stands for "none" (they take part in an index that needs a value)."""
 
 
+def _fields(record: type[Any]) -> list[tuple[str, bool]]:
+    """(name, has a default) of each field of a record, in order."""
+    if issubclass(record, msgspec.Struct):
+        return [
+            (
+                f.name,
+                f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT,
+            )
+            for f in msgspec.structs.fields(record)
+        ]
+    return [
+        (
+            f.name,
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(record)
+    ]
+
+
 def field_names(record: type[Any], *, exclude: Iterable[str] = ()) -> tuple[str, ...]:
     """The record's fields, in order (its column names), less `exclude`."""
     skipped = set(exclude)
-    return tuple(f.name for f in dataclasses.fields(record) if f.name not in skipped)
+    return tuple(name for name, _ in _fields(record) if name not in skipped)
 
 
 def columns(record: type[Any], *, exclude: Iterable[str] = (), prefix: str = "") -> str:
@@ -81,13 +103,9 @@ class RowReader(Generic[R]):
     def __init__(self, record: type[R], *, defaults: Iterable[str] = ()) -> None:
         self.record = record
         hints = typing.get_type_hints(record)
-        fields = dataclasses.fields(record)  # type: ignore[arg-type]
-        self._optional = set(defaults) | {
-            f.name
-            for f in fields
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        }
-        self._fields = [(f.name, _converter(f.name, hints[f.name])) for f in fields]
+        fields = _fields(record)
+        self._optional = set(defaults) | {name for name, has_default in fields if has_default}
+        self._fields = [(name, _converter(name, hints[name])) for name, _ in fields]
         self._plans: dict[tuple[str, ...], Callable[[Sequence[Any]], R]] = {}
 
     def _plan(self, description: Sequence[Sequence[Any]]) -> Callable[[Sequence[Any]], R]:
