@@ -8,12 +8,12 @@ since the epoch): nothing sleeps.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from storeops import StoreOps
@@ -153,7 +153,7 @@ def outcome(
 def with_changes(run: NewRun, **changes: Any) -> NewRun:
     """A copy of a NewRun with other values (and, by default, a fresh id)."""
     changes.setdefault("id", new_id("run"))
-    return dataclasses.replace(run, **changes)
+    return msgspec.structs.replace(run, **changes)
 
 
 # -- backends ------------------------------------------------------------------------

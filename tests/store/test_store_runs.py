@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import orjson
 import pytest
 from storekit import (
@@ -62,7 +61,7 @@ def full_run() -> NewRun:
 
 
 def assert_matches(record: RunRecord, run: NewRun) -> None:
-    for field in dataclasses.fields(NewRun):
+    for field in msgspec.structs.fields(NewRun):
         if field.name in NOT_ON_RECORD:
             continue
         assert getattr(record, field.name) == getattr(run, field.name), field.name
@@ -103,7 +102,7 @@ def test_insert_round_trips_a_minimal_run(store: StoreOps) -> None:
 
 
 def test_sort_key_is_stored_and_returned_by_the_claim(store: StoreOps) -> None:
-    run = dataclasses.replace(full_run(), status="QUEUED", available_at=T0)
+    run = msgspec.structs.replace(full_run(), status="QUEUED", available_at=T0)
     insert(store, run)
     register(store, "w1")
     claimed = claim_one(store, "w1", T0)

@@ -9,13 +9,10 @@ records by column name), so each table's columns are written out once, here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class NewRun:
+class NewRun(msgspec.Struct, frozen=True):
     """Everything `run_insert` needs to create one run. Times are ms since the epoch."""
 
     id: str
@@ -48,16 +45,14 @@ class NewRun:
     replayed_from: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class InsertResult:
+class InsertResult(msgspec.Struct, frozen=True):
     """The run a trigger resolved to: a new one, or the one its idempotency key points at."""
 
     run_id: str
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
+class RunRecord(msgspec.Struct, frozen=True):
     """One row of the runs table, undecoded."""
 
     id: str
@@ -97,8 +92,7 @@ class RunRecord:
     isolate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
+class AttemptRecord(msgspec.Struct, frozen=True):
     """One row of the attempts table."""
 
     run_id: str
@@ -110,8 +104,7 @@ class AttemptRecord:
     error: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
+class EventRecord(msgspec.Struct, frozen=True):
     """One run event: a log line, a span edge, a hook call, an attempt boundary."""
 
     id: int
@@ -122,8 +115,7 @@ class EventRecord:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(msgspec.Struct, frozen=True):
     """An event to append to a run."""
 
     run_id: str
@@ -133,8 +125,7 @@ class NewEvent:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class RunFilter:
+class RunFilter(msgspec.Struct, frozen=True):
     """Filters of `run_list`: all optional, combined with AND, newest first."""
 
     statuses: tuple[str, ...] = ()
@@ -178,8 +169,7 @@ class ClaimedRun(msgspec.Struct, frozen=True, array_like=True):
     waits: tuple[RecordedWait, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptStart:
+class AttemptStart(msgspec.Struct, frozen=True):
     """A claimed run whose attempt began executing (DEQUEUED -> EXECUTING)."""
 
     run_id: str
@@ -187,8 +177,7 @@ class AttemptStart:
     started_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptOutcome:
+class AttemptOutcome(msgspec.Struct, frozen=True):
     """How an attempt ended, as the engine decided it.
 
     `status` is the run's next status: a final one, or QUEUED when a retry follows at
@@ -210,23 +199,21 @@ class AttemptOutcome:
     machine: str | None = None  # the machine of the next attempt, when it changes
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerTick:
+class WorkerTick(msgspec.Struct, frozen=True):
     """One round trip of a worker's supervisor: record starts and outcomes, claim more."""
 
     worker_id: str
     now: int
-    starts: list[AttemptStart] = field(default_factory=list)
-    outcomes: list[AttemptOutcome] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
+    starts: list[AttemptStart] = msgspec.field(default_factory=list)
+    outcomes: list[AttemptOutcome] = msgspec.field(default_factory=list)
+    events: list[NewEvent] = msgspec.field(default_factory=list)
     claim_limit: int = 0
     read_signals: bool = False
     environment_limit: int | None = None
-    suspends: list[Suspension] = field(default_factory=list)
+    suspends: list[Suspension] = msgspec.field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class RunSignal:
+class RunSignal(msgspec.Struct, frozen=True):
     """A request to a worker about a run it holds (for now: cancel)."""
 
     id: int
@@ -235,8 +222,7 @@ class RunSignal:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class TickResult:
+class TickResult(msgspec.Struct, frozen=True):
     """What a tick claimed, which outcomes it applied, and signals waiting for the worker.
 
     `ready` holds, for a run that asked to suspend but whose waits had completed already,
@@ -248,12 +234,11 @@ class TickResult:
     rejected: list[str]
     signals: list[RunSignal]
     worker_alive: bool
-    ready: dict[str, list[RecordedWait]] = field(default_factory=dict)
-    suspended: list[str] = field(default_factory=list)
+    ready: dict[str, list[RecordedWait]] = msgspec.field(default_factory=dict)
+    suspended: list[str] = msgspec.field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class LapsedAttempt:
+class LapsedAttempt(msgspec.Struct, frozen=True):
     """An attempt whose worker stopped heartbeating: the rescuer decides its fate."""
 
     run_id: str
@@ -265,8 +250,7 @@ class LapsedAttempt:
     started_at: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
+class WorkerInfo(msgspec.Struct, frozen=True):
     """A worker process as it registers itself."""
 
     id: str
@@ -277,8 +261,7 @@ class WorkerInfo:
     tasks: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class TaskDefinitionRecord:
+class TaskDefinitionRecord(msgspec.Struct, frozen=True):
     """A task as a worker announced it: what `tasks.trigger(id)` needs without the code."""
 
     id: str
@@ -287,8 +270,7 @@ class TaskDefinitionRecord:
     updated_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class QueueDeclaration:
+class QueueDeclaration(msgspec.Struct, frozen=True):
     """A queue as code declares it (a task's own queue, or `queue(...)`)."""
 
     name: str
@@ -297,8 +279,7 @@ class QueueDeclaration:
     key_total_limit: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class QueueRecord:
+class QueueRecord(msgspec.Struct, frozen=True):
     """A queue with its settings and live counts."""
 
     name: str
@@ -318,8 +299,7 @@ class QueueRecord:
         return self.limit_override if self.limit_override is not None else self.concurrency_limit
 
 
-@dataclass(frozen=True, slots=True)
-class WaitRef:
+class WaitRef(msgspec.Struct, frozen=True):
     """One wait of a run's attempt, by sequence number."""
 
     run_id: str
@@ -327,8 +307,7 @@ class WaitRef:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewWaitpoint:
+class NewWaitpoint(msgspec.Struct, frozen=True):
     """A waitpoint to create: DURATION (resume_at), TOKEN (optional timeout), RUN, BATCH."""
 
     id: str
@@ -353,8 +332,7 @@ class RecordedWait(msgspec.Struct, frozen=True, array_like=True):
     result: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class WaitpointRecord:
+class WaitpointRecord(msgspec.Struct, frozen=True):
     """One waitpoint."""
 
     id: str
@@ -370,8 +348,7 @@ class WaitpointRecord:
     completed_at: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Suspension:
+class Suspension(msgspec.Struct, frozen=True):
     """A run whose attempt waits: it becomes WAITING unless its waits are already done."""
 
     run_id: str
@@ -379,8 +356,7 @@ class Suspension:
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class RunGuard:
+class RunGuard(msgspec.Struct, frozen=True):
     """What a guarded change of one run checks: who holds it, at which attempt, in which
     status, and whether a RUN waitpoint waits for it to end."""
 
@@ -392,8 +368,7 @@ class RunGuard:
     resume_worker: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class FinishedRun:
+class FinishedRun(msgspec.Struct, frozen=True):
     """A run's result as the waits on it receive it."""
 
     id: str
@@ -404,8 +379,7 @@ class FinishedRun:
     waited: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RunFinish:
+class RunFinish(msgspec.Struct, frozen=True):
     """The guarded update that ends an attempt (see `AttemptOutcome`)."""
 
     run_id: str
@@ -423,8 +397,7 @@ class RunFinish:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class RunCancel:
+class RunCancel(msgspec.Struct, frozen=True):
     """Cancel one run, guarded by the status it was read in."""
 
     run_id: str
@@ -433,8 +406,7 @@ class RunCancel:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class RunRelease:
+class RunRelease(msgspec.Struct, frozen=True):
     """Put runs a worker holds back in their queues without using an attempt."""
 
     worker_id: str
@@ -443,8 +415,7 @@ class RunRelease:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimRequest:
+class ClaimRequest(msgspec.Struct, frozen=True):
     """What a worker asks of a claim: up to `limit` runs within every limit."""
 
     worker_id: str
@@ -453,8 +424,7 @@ class ClaimRequest:
     environment_limit: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NewRunWait:
+class NewRunWait(msgspec.Struct, frozen=True):
     """A wait a run makes at a sequence number (see `RecordedWait`)."""
 
     ref: WaitRef
@@ -465,8 +435,7 @@ class NewRunWait:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class WaitpointCompletion:
+class WaitpointCompletion(msgspec.Struct, frozen=True):
     """Complete a waiting waitpoint with a result."""
 
     id: str
@@ -475,8 +444,7 @@ class WaitpointCompletion:
     is_error: bool
 
 
-@dataclass(frozen=True, slots=True)
-class NewBatch:
+class NewBatch(msgspec.Struct, frozen=True):
     """A batch of runs (its items in order; a run may appear in several batches)."""
 
     id: str
@@ -486,8 +454,7 @@ class NewBatch:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class LeaderTerm:
+class LeaderTerm(msgspec.Struct, frozen=True):
     """Take or keep a named leadership until `now + ttl_ms`."""
 
     name: str
@@ -496,8 +463,7 @@ class LeaderTerm:
     ttl_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewSignal:
+class NewSignal(msgspec.Struct, frozen=True):
     """A request left for the worker holding a run (for now: cancel)."""
 
     worker_id: str
@@ -507,16 +473,14 @@ class NewSignal:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotentRun:
+class IdempotentRun(msgspec.Struct, frozen=True):
     """The run holding a task's idempotency key, and when the key expires."""
 
     id: str
     idempotency_expires_at: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class RunReschedule:
+class RunReschedule(msgspec.Struct, frozen=True):
     """Move a DELAYED run's start to `delay_until`."""
 
     run_id: str
@@ -524,8 +488,7 @@ class RunReschedule:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptStarts:
+class AttemptStarts(msgspec.Struct, frozen=True):
     """Attempts a worker began executing (DEQUEUED -> EXECUTING), fenced to it."""
 
     worker_id: str
@@ -533,8 +496,7 @@ class AttemptStarts:
     now: int
 
 
-@dataclass(frozen=True, slots=True)
-class QueueChange:
+class QueueChange(msgspec.Struct, frozen=True):
     """A management change to one queue: pause/resume, or override its limit."""
 
     name: str
@@ -544,16 +506,14 @@ class QueueChange:
     reset_limit: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class DueWaitpoint:
+class DueWaitpoint(msgspec.Struct, frozen=True):
     """A waiting waitpoint whose time came (a duration's end, or a token's timeout)."""
 
     id: str
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
-class BatchCount:
+class BatchCount(msgspec.Struct, frozen=True):
     """How many of a batch's distinct runs are final, of how many."""
 
     completed_count: int

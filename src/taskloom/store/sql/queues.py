@@ -3,7 +3,7 @@ limit overrides), and their running and queued counts."""
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from ..records import QueueChange, QueueDeclaration, QueueRecord
 from .base import SessionBase
@@ -61,7 +61,7 @@ class QueueStatements(SessionBase):
         running = dict(self.run(COUNT_RUNNING).fetchall())
         queued = dict(self.run(COUNT_QUEUED).fetchall())
         return [
-            dataclasses.replace(
+            msgspec.structs.replace(
                 queue, running=running.get(queue.name, 0), queued=queued.get(queue.name, 0)
             )
             for queue in QUEUES.all(self.run(SELECT_QUEUES))
@@ -72,7 +72,7 @@ class QueueStatements(SessionBase):
         queue = QUEUES.one(self.run(SELECT_QUEUE, {"name": name}))
         if queue is None:
             return None
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             queue,
             running=int(self.scalar(COUNT_RUNNING_ONE, {"name": name})),
             queued=int(self.scalar(COUNT_QUEUED_ONE, {"name": name})),

@@ -1,7 +1,6 @@
 """Rows to records, by column name.
 
-A record (a dataclass, or a msgspec Struct such as `ClaimedRun`, of
-`taskloom.store.records`) names the columns it is read from:
+A record (a msgspec Struct of `taskloom.store.records`) names the columns it is read from:
 `columns(Record)` is the select list, and `RowReader(Record)` matches the names in a
 cursor's description to the record's fields once per statement, then builds records with
 one positional lookup per field. So no statement's column order is counted by hand, and a
@@ -14,8 +13,6 @@ claim's sub-queue key for "none") read back as None.
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -31,20 +28,9 @@ EMPTY_IS_NONE = frozenset({"concurrency_key"})
 
 def _fields(record: type[Any]) -> list[tuple[str, bool]]:
     """(name, has a default) of each field of a record, in order."""
-    if issubclass(record, msgspec.Struct):
-        return [
-            (
-                f.name,
-                f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT,
-            )
-            for f in msgspec.structs.fields(record)
-        ]
     return [
-        (
-            f.name,
-            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
-        )
-        for f in dataclasses.fields(record)
+        (f.name, f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT)
+        for f in msgspec.structs.fields(record)
     ]
 
 
@@ -59,16 +45,10 @@ def columns(record: type[Any], *, exclude: Iterable[str] = (), prefix: str = "")
     return ", ".join(prefix + name for name in field_names(record, exclude=exclude))
 
 
-_GETTERS: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
-
-
-def astuple(record: Any) -> tuple[Any, ...]:
-    """A record's values in field order (the parameters of a statement whose columns are
-    the record's fields). Shallow, unlike `dataclasses.astuple`."""
-    getter = _GETTERS.get(type(record))
-    if getter is None:
-        getter = _GETTERS[type(record)] = operator.attrgetter(*field_names(type(record)))
-    return getter(record)
+def astuple(record: msgspec.Struct) -> tuple[Any, ...]:
+    """A record's values in field order: the parameters of a statement whose columns are
+    the record's fields."""
+    return msgspec.structs.astuple(record)
 
 
 def _to_bool(value: Any) -> bool:
