@@ -4,7 +4,8 @@ The first snapshot and the event cursor are read in one consistent read, so ever
 after the cursor is a change after that snapshot: nothing is missed or shown twice. Each
 status event yields the run as it is, with the status (and attempt) of that moment: a run
 already further along shows, in the snapshot of an earlier moment, neither its output nor
-its error nor its finish time. A metadata change yields the run again.
+its error nor its finish time. A metadata change yields the run again. A status event
+that records several changes in one transaction (`via`) yields a snapshot for each.
 """
 
 from __future__ import annotations
@@ -45,11 +46,17 @@ async def watch_run(engine: Engine, run_id: str) -> AsyncIterator[Run]:
     with engine.feed.subscribe(run_id, after_id=cursor) as subscription:
         async for event in subscription:
             if event.kind == STATUS:
-                status = RunStatus(orjson.loads(event.data)["status"])
+                data = orjson.loads(event.data)
                 attempt = event.attempt if event.attempt is not None else attempt
-            elif event.kind != METADATA:
+                passed = [RunStatus(s) for s in data.get("via", ())]
+                status = RunStatus(data["status"])
+            elif event.kind == METADATA:
+                passed = []
+            else:
                 continue
             current = await asyncio.to_thread(engine.retrieve, run_id)
+            for moment in passed:  # statuses it went through within one transaction
+                yield at_moment(current, moment, attempt)
             snapshot = at_moment(current, status, attempt)
             yield snapshot
             if snapshot.is_completed:

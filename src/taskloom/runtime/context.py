@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 
 class CancelSignal:
@@ -67,16 +68,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptInfo:
+class AttemptInfo(msgspec.Struct, frozen=True):
     """`ctx.attempt` and `ctx.run.attempt`."""
 
     number: int
     started_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+class RunInfo(msgspec.Struct, frozen=True):
     """`ctx.run`."""
 
     id: str
@@ -94,23 +93,20 @@ class RunInfo:
     replayed_from: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TaskInfo:
+class TaskInfo(msgspec.Struct, frozen=True):
     """`ctx.task`."""
 
     id: str
     file_path: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
+class QueueInfo(msgspec.Struct, frozen=True):
     """`ctx.queue`."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class MachineInfo:
+class MachineInfo(msgspec.Struct, frozen=True):
     """`ctx.machine`: the preset the attempt runs on (vCPU and GB of memory)."""
 
     name: str
@@ -118,15 +114,13 @@ class MachineInfo:
     memory: float
 
 
-@dataclass(frozen=True, slots=True)
-class EnvironmentInfo:
+class EnvironmentInfo(msgspec.Struct, frozen=True):
     """`ctx.environment`."""
 
     type: str
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True):
     """Everything a run knows about itself. Passed as `ctx` to `run` and to hooks."""
 
     run: RunInfo
@@ -135,7 +129,7 @@ class Context:
     queue: QueueInfo
     machine: MachineInfo
     environment: EnvironmentInfo
-    signal: CancelSignal = field(compare=False)
+    signal: CancelSignal
     init: Any = None
 
 

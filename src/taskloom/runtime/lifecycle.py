@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..clock import now_ms
@@ -309,7 +309,7 @@ class Lifecycle:
             init = self.task.hooks.get("init")
             if init is not None:
                 self.init_value = await self.call(init, self.arguments())
-                self.ctx = dataclasses.replace(self.ctx, init=self.init_value)
+                self.ctx = msgspec.structs.replace(self.ctx, init=self.init_value)
             if self.attempt == 1:
                 await self.call_all("on_start", ignore=False)
             await self.call_all("on_start_attempt", ignore=False)
