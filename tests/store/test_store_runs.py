@@ -107,7 +107,7 @@ def test_sort_key_is_stored_and_returned_by_the_claim(store: StoreOps) -> None:
     register(store, "w1")
     claimed = claim_one(store, "w1", T0)
     assert claimed.sort_key == run.sort_key
-    assert (claimed.concurrency_key, claimed.machine, claimed.payload) == (
+    assert (claimed.concurrency_key, claimed.machine, bytes(claimed.payload)) == (
         run.concurrency_key,
         run.machine,
         run.payload,

@@ -36,12 +36,13 @@ def test_a_claim_fences_the_run_to_the_worker_and_counts_an_attempt(store: Store
     assert [c.id for c in result.claimed] == [run.id]
     claimed = result.claimed[0]
     assert claimed.attempt == 1
-    assert (claimed.task_id, claimed.queue, claimed.payload) == (
+    assert (claimed.task_id, claimed.queue, bytes(claimed.payload)) == (
         run.task_id,
         run.queue,
         run.payload,
     )
-    assert (claimed.max_attempts, claimed.retry, claimed.machine) == (3, run.retry, run.machine)
+    retry = bytes(claimed.retry)
+    assert (claimed.max_attempts, retry, claimed.machine) == (3, run.retry, run.machine)
     assert (claimed.tags, claimed.metadata, claimed.idempotency_key) == (b'["t"]', b'{"m":1}', "k")
     assert (claimed.created_at, claimed.is_test, claimed.sort_key) == (T0, False, T0)
     record = store.run_get(run.id)
@@ -475,7 +476,7 @@ def test_lapsed_attempts_are_those_of_workers_without_a_recent_heartbeat(store: 
     lapsed = store.attempts_lapsed(now, LEASE_MS, 100)
 
     assert lapsed == [
-        LapsedAttempt(held_by_w1, 1, "w1", "store-task", 3, first.retry, T0 + 1),
+        LapsedAttempt(held_by_w1, 1, "w1", "store-task", 3, bytes(first.retry), T0 + 1),
     ]
     assert held_by_w2 not in {item.run_id for item in lapsed}
     assert store.attempts_lapsed(T0 + 1 + LEASE_MS, LEASE_MS, 100) == []  # not yet

@@ -11,6 +11,7 @@ import random as _random
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..retry import Retry, next_attempt_at
@@ -109,7 +110,7 @@ def crash(
     worker_id: str,
     *,
     max_attempts: int,
-    retry: bytes | dict[str, Any],
+    retry: bytes | msgspec.Raw | dict[str, Any],
     reason: str,
     code: str,
     now: int,
@@ -117,7 +118,7 @@ def crash(
     random: Callable[[], float] = _random.random,
 ) -> AttemptOutcome:
     """The process running the attempt died: it counts as an attempt; retry if any remain."""
-    policy_data = orjson.loads(retry) if isinstance(retry, bytes) else retry
+    policy_data = retry if isinstance(retry, dict) else orjson.loads(memoryview(retry))
     policy = Retry.from_json(policy_data).with_max_attempts(max_attempts)
     retry_at = next_attempt_at(now, attempt, policy, random)
     return failure(
@@ -149,14 +150,14 @@ def out_of_memory(
     *,
     machine: str,
     max_attempts: int,
-    retry: bytes | dict[str, Any],
+    retry: bytes | msgspec.Raw | dict[str, Any],
     reason: str,
     now: int,
     started_at: int | None,
 ) -> AttemptOutcome:
     """The attempt ran out of its machine's memory: retried at once on the machine named by
     `retry.out_of_memory`, else the run ends CRASHED."""
-    policy_data = orjson.loads(retry) if isinstance(retry, bytes) else retry
+    policy_data = retry if isinstance(retry, dict) else orjson.loads(memoryview(retry))
     policy = Retry.from_json(policy_data).with_max_attempts(max_attempts)
     bigger = oom_retry_machine(policy, machine, attempt)
     return failure(

@@ -424,7 +424,7 @@ class Lifecycle:
     # -- failures -------------------------------------------------------------------
     def policy(self) -> Retry:
         """The retry policy locked on the run."""
-        policy = Retry.from_json(orjson.loads(self.claimed.retry))
+        policy = Retry.from_json(orjson.loads(memoryview(self.claimed.retry)))
         return policy.with_max_attempts(self.claimed.max_attempts)
 
     async def decide(self, error: BaseException) -> Decision:

@@ -164,7 +164,7 @@ class AttemptRunner:
         ctx = build_context(claimed, self.environment, self.task, self.state.signal)
         ctx_token = current_context.set(ctx)
         try:
-            payload = orjson.loads(claimed.payload)
+            payload = orjson.loads(memoryview(claimed.payload))
             if self.task.schema is not None:
                 try:
                     payload = self.task.schema(payload)

@@ -139,17 +139,18 @@ class RunFilter(msgspec.Struct, frozen=True):
 class ClaimedRun(msgspec.Struct, frozen=True, array_like=True):
     """A run a worker just claimed (now DEQUEUED and fenced to that worker and attempt).
 
-    A msgspec Struct: the supervisor hands it to an executor as it is (a compact array on
-    the wire; the JSON bytes travel undecoded).
+    The supervisor hands it to an executor as it is (a compact array on the wire); its
+    payload and retry policy are `msgspec.Raw`: they travel as the JSON the store holds,
+    never decoded or re-encoded on the way (`bytes(raw)` gives it).
     """
 
     id: str
     task_id: str
     queue: str
     attempt: int
-    payload: bytes
+    payload: msgspec.Raw
     max_attempts: int
-    retry: bytes
+    retry: msgspec.Raw
     machine: str
     max_duration: int | None
     tags: bytes | None

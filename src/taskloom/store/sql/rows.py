@@ -7,8 +7,9 @@ one positional lookup per field. So no statement's column order is counted by ha
 new column is one new field.
 
 Values are converted where the database's type differs from the record's: integers that
-are booleans, JSON held as TEXT read back as bytes, and the empty concurrency key (the
-claim's sub-queue key for "none") read back as None.
+are booleans, JSON held as TEXT read back as bytes (or as `msgspec.Raw`, JSON to pass on
+undecoded), and the empty concurrency key (the claim's sub-queue key for "none") read back
+as None.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def _to_bytes(value: Any) -> Any:
     return value.encode() if isinstance(value, str) else value
 
 
+def _to_raw(value: Any) -> Any:
+    return msgspec.Raw(value)
+
+
 def _empty_to_none(value: Any) -> Any:
     return value or None
 
@@ -70,6 +75,8 @@ def _converter(name: str, annotation: Any) -> Converter | None:
         return _to_bool
     if annotation is bytes or annotation == (bytes | None):
         return _to_bytes
+    if annotation is msgspec.Raw:
+        return _to_raw
     return None
 
 
