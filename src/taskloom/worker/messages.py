@@ -8,9 +8,9 @@ Supervisor → executor: `StartAttempt`, `ResumeAttempt`, `CancelAttempt`,
 `AbandonAttempt`, `Exit`. Executor → supervisor: `Ready` or `Fatal` (once, first), then
 `AttemptStarted`, `AttemptEvents`, `Waiting`, `KillRequest` and `AttemptDone`.
 
-A start message carries the claimed run itself (`ClaimedRun` is a Struct too): its JSON
-fields (payload, retry, tags, metadata, recorded results) stay bytes in the supervisor,
-which never decodes them.
+A start message carries the claimed run itself (`ClaimedRun` is a Struct too); the
+supervisor never decodes its JSON fields: the payload and retry policy travel as raw JSON
+(`msgspec.Raw`), the smaller ones (tags, metadata, recorded results) as bytes.
 """
 
 from __future__ import annotations
