@@ -40,7 +40,7 @@ from .maintenance import Maintenance
 from .queues import Queues
 from .spec import TaskSpec
 from .triggering import NO_LINKS, RunLinks, build_new_run, delay_target, serialise_payload
-from .waits import Waits
+from .waitpoints import Waits
 from .wake import DELAYED, RUNS_READY, SIGNAL, WakeNotifier, wake_directory
 from .watching import watch_run
 from .workers import Workers
@@ -250,10 +250,6 @@ class Engine:
     def complete_token(self, waitpoint_id: str, output: bytes) -> bool:
         """Complete a token (the first completion wins); wake the runs waiting for it."""
         return self.waits.complete_token(waitpoint_id, output)
-
-    def check_queue(self, task_id: str, name: object) -> None:
-        """Raise unless `name` is a queue declared in code (here or by a worker)."""
-        self.queues_admin.check(task_id, name)
 
     def queue(self, name: str) -> QueueDetails:
         """A queue with its counts, or InvalidOptionError naming the known ones."""

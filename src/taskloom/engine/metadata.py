@@ -17,7 +17,6 @@ from ..store.sql.session import Session
 from .events import METADATA, Journal
 
 METADATA_LIMIT_BYTES = 256 * 1024
-KINDS = frozenset({"set", "delete", "append", "remove", "increment", "replace"})
 FORBIDDEN_KEYS = frozenset({"__proto__", "constructor", "prototype"})
 
 Operation = list[Any]

@@ -19,10 +19,7 @@ from ..store.records import AttemptOutcome
 from ..types import RunStatus
 
 ATTEMPT_COMPLETED = "COMPLETED"
-ATTEMPT_FAILED = "FAILED"
 ATTEMPT_CRASHED = "CRASHED"
-ATTEMPT_CANCELED = "CANCELED"
-ATTEMPT_TIMED_OUT = "TIMED_OUT"
 
 # Final run statuses that clear the run's idempotency key (Trigger.dev v4 semantics).
 CLEARS_IDEMPOTENCY = frozenset(

@@ -169,12 +169,6 @@ class AttemptRuntime:
         """True while some wait of this attempt is pending."""
         return any(not f.done() for f in self._pending.values())
 
-    def cancel_waits(self, error: BaseException) -> None:
-        """The attempt ends (cancelled): fail its pending waits."""
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
-
 
 current_attempt: ContextVar[AttemptRuntime | None] = ContextVar(
     "taskloom_attempt_runtime", default=None

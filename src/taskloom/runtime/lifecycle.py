@@ -96,7 +96,6 @@ class Lifecycle:
         self.run_hooks: list[BoundHook] = []
         self.cancel_reason: str | None = None
         self.run_task: asyncio.Future[Any] | None = None
-        self.run_is_sync = not task.is_async
         self.in_sync_run = False
         self.body_task: asyncio.Task[Any] | None = None
         self.run_done: asyncio.Future[Any] | None = None

@@ -20,8 +20,6 @@ from ..engine.triggering import MAX_TAG_LENGTH, MAX_TAGS
 from ..errors import InvalidOptionError, PayloadError
 from .attempt import AttemptRuntime
 
-TARGETS = ("self", "parent", "root")
-
 
 def _size_checked(metadata: dict[str, Any], what: str) -> dict[str, Any]:
     try:
