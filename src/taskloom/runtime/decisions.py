@@ -21,11 +21,17 @@ class Decision:
     """What follows a failed attempt."""
 
     error: BaseException
-    retry_at: int | None
+    retry_at: int | None  # an absolute time (ms), from a `catch_error` retry_at
     status: RunStatus = RunStatus.FAILED
     attempt_status: str = "FAILED"
     code: str = ""
     machine: str | None = None  # the machine of the retry, when it changes
+    delay_ms: int | None = None  # or a delay, counted from the end of the attempt
+
+    @property
+    def retries(self) -> bool:
+        """True when another attempt follows."""
+        return self.retry_at is not None or self.delay_ms is not None
 
 
 def interpret_answer(
@@ -70,12 +76,12 @@ def interpret_answer(
             raise InvalidOptionError(
                 f"{where} returned retry_delay_ms={delay!r}; expected milliseconds >= 0"
             )
-        return Decision(recorded, now + round(delay))
+        return Decision(recorded, None, delay_ms=round(delay))
     if "retry" in given:
         policy = Retry.from_value(given["retry"], what=where, default=policy)
         if attempt >= policy.max_attempts:
             return Decision(recorded, None)
-        return Decision(recorded, now + retry_delay_ms(policy, attempt, random.random))
+        return Decision(recorded, None, delay_ms=retry_delay_ms(policy, attempt, random.random))
     return Decision(recorded, None)  # no retry information: the run fails
 
 
@@ -84,6 +90,7 @@ def failed_outcome(decision: Decision) -> AttemptResult:
     return failed(
         AttemptError.of(decision.error, code=decision.code),
         retry_at=decision.retry_at,
+        retry_delay_ms=decision.delay_ms,
         status=decision.status.value,
         attempt_status=decision.attempt_status,
         machine=decision.machine,

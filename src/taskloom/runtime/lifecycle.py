@@ -395,7 +395,7 @@ class Lifecycle:
         return succeeded(data)
 
     async def _after_failure(self, decision: Decision) -> AttemptResult:
-        final = decision.retry_at is None
+        final = not decision.retries
         # on_failure is for user-code failures only, not CRASHED/SYSTEM_FAILURE/CANCELED.
         if final and decision.status is RunStatus.FAILED:
             await self.call_all("on_failure", ignore=True, error=decision.error)
@@ -477,7 +477,9 @@ class Lifecycle:
                 )
             except InvalidOptionError as bad:
                 return Decision(bad, None, RunStatus.CRASHED, "CRASHED", "HANDLE_ERROR_ERROR")
-        return Decision(error, default_at)
+        if default_at is None:
+            return Decision(error, None)
+        return Decision(error, None, delay_ms=default_at - now)  # from the attempt's end
 
     def _cancelled(self) -> AttemptResult:
         reason = self.cancel_reason or "cancelled"

@@ -47,7 +47,8 @@ class AttemptResult(msgspec.Struct, frozen=True, array_like=True):
     """How an attempt ended, as the executor reports it.
 
     A success carries the output (its JSON, passed to the store undecoded); a
-    failure carries the error, when to retry (`retry_at`, ms, or None for no retry), the
+    failure carries the error, when to retry (`retry_at`, ms, or None for no retry; an
+    executor turns a `retry_delay_ms` into it, counted from the attempt's end), the
     run's final `status` when there is no retry, the attempt's status and the machine of
     the retry when it changes. The executor adds the attempt's timing and its last events.
     """
@@ -56,6 +57,7 @@ class AttemptResult(msgspec.Struct, frozen=True, array_like=True):
     output: msgspec.Raw = NO_OUTPUT
     error: AttemptError | None = None
     retry_at: int | None = None
+    retry_delay_ms: int | None = None
     status: str = "COMPLETED"
     attempt_status: str = "COMPLETED"
     machine: str | None = None
@@ -76,12 +78,15 @@ def failed(
     status: str,
     attempt_status: str,
     machine: str | None = None,
+    retry_delay_ms: int | None = None,
 ) -> AttemptResult:
-    """A failed attempt: retried at `retry_at`, or the run ends with `status`."""
+    """A failed attempt: retried at `retry_at` (or `retry_delay_ms` after it ends), or the
+    run ends with `status`."""
     return AttemptResult(
         False,
         error=error,
         retry_at=retry_at,
+        retry_delay_ms=retry_delay_ms,
         status=status,
         attempt_status=attempt_status,
         machine=machine,

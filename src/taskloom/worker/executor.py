@@ -158,8 +158,16 @@ class Executor:
         self.running.pop(state.run_id, None)
         finished_at = now_ms()
         await self._flush_metadata(state)
+        retry_at = result.retry_at
+        if result.retry_delay_ms is not None:  # a delay counts from the attempt's end
+            retry_at = finished_at + result.retry_delay_ms
         result = msgspec.structs.replace(
-            result, started_at=state.started_at, finished_at=finished_at, events=state.sink.take()
+            result,
+            retry_at=retry_at,
+            retry_delay_ms=None,
+            started_at=state.started_at,
+            finished_at=finished_at,
+            events=state.sink.take(),
         )
         self.writer.send(AttemptDone(state.run_id, state.attempt, result))
         return result
