@@ -22,6 +22,7 @@ from taskloom.store.base import Store
 from taskloom.store.records import (
     AttemptOutcome,
     AttemptRecord,
+    EventPage,
     EventRecord,
     InsertResult,
     LapsedAttempt,
@@ -121,7 +122,8 @@ class StoreOps:
     ) -> list[EventRecord]:
         """A run's events; with `kinds`, only those kinds (e.g. what executors reported,
         without the status changes the engine journals)."""
-        events = self._read(lambda s: s.event_list(run_id, after_id, limit))
+        page = EventPage(run_id, after_id, limit)
+        events = self._read(lambda s: s.event_list(page))
         return [e for e in events if e.kind in kinds] if kinds else events
 
     def events_append(self, events: list[NewEvent]) -> None:

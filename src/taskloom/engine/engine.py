@@ -20,6 +20,7 @@ from ..errors import InvalidOptionError, RunNotFoundError, UnknownTaskError
 from ..ids import new_id
 from ..store.base import Store
 from ..store.records import (
+    EventPage,
     EventRecord,
     InsertResult,
     NewRun,
@@ -307,7 +308,8 @@ class Engine:
         """A run's events (status changes, logs, spans, hook calls, ...) in order, after an
         event id."""
         self.ensure_schema()
-        return self.store.read(lambda s: s.event_list(run_id, after_id, limit))
+        page = EventPage(run_id, after_id, limit)
+        return self.store.read(lambda s: s.event_list(page))
 
     def events_after(self, after_id: int, limit: int = 1000) -> list[EventRecord]:
         """Events of every run after an event id, in order (what realtime readers tail)."""

@@ -474,6 +474,14 @@ class NewSignal(msgspec.Struct, frozen=True):
     now: int
 
 
+class EventPage(msgspec.Struct, frozen=True):
+    """A page of one run's events: those after event `after_id`, at most `limit`."""
+
+    run_id: str
+    after_id: int = 0
+    limit: int = 1000
+
+
 class IdempotentRun(msgspec.Struct, frozen=True):
     """The run holding a task's idempotency key, and when the key expires."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..records import (
     AttemptRecord,
+    EventPage,
     EventRecord,
     LapsedAttempt,
     NewEvent,
@@ -90,9 +91,9 @@ class AttemptStatements(SessionBase):
         if events:
             self.run_many(INSERT_EVENT, [astuple(e) for e in events])
 
-    def event_list(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+    def event_list(self, page: EventPage) -> list[EventRecord]:
         """A run's events in order, after an event id."""
-        params = {"run_id": run_id, "after": after_id, "limit": limit}
+        params = {"run_id": page.run_id, "after": page.after_id, "limit": page.limit}
         return EVENTS.all(self.run(SELECT_EVENTS, params))
 
     def events_after(self, after_id: int, limit: int) -> list[EventRecord]:
