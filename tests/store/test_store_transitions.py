@@ -85,7 +85,7 @@ STATEMENTS: dict[str, Callable[[Session, str], Any]] = {
     ),
     "runs_release": lambda s, run_id: s.runs_release(RunRelease(WORKER, [run_id], False, NOW)),
     "run_suspend": lambda s, run_id: s.run_suspend(Suspension(run_id, 1, WORKER), NOW),
-    "run_requeue_waiting": lambda s, run_id: s.run_requeue_waiting(run_id, NOW),
+    "runs_requeue_waiting": lambda s, run_id: s.runs_requeue_waiting([run_id], NOW),
     **{f"runs_finish to {target}": finish(target) for target in STATUSES},
 }
 
@@ -124,7 +124,7 @@ def test_the_statements_make_the_changes_the_engine_relies_on(store: StoreOps) -
         "runs_start": ("DEQUEUED", "EXECUTING"),
         "runs_release": ("EXECUTING", "QUEUED"),
         "run_suspend": ("EXECUTING", "WAITING"),
-        "run_requeue_waiting": ("WAITING", "QUEUED"),
+        "runs_requeue_waiting": ("WAITING", "QUEUED"),
         "runs_finish to COMPLETED": ("EXECUTING", "COMPLETED"),
         "runs_finish to QUEUED": ("DEQUEUED", "QUEUED"),
     }

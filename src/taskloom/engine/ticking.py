@@ -65,7 +65,7 @@ def worker_tick(session: Session, tick: WorkerTick) -> TickResult:
     claimed: list[ClaimedRun] = []
     if alive and tick.claim_limit > 0:
         request = ClaimRequest(worker_id, now, tick.claim_limit, tick.environment_limit)
-        claimed = [_with_waits(session, run, worker_id) for run in session.runs_claim(request)]
+        claimed = _with_waits(session, session.runs_claim(request), worker_id)
         for run in claimed:
             journal.status(run.id, run.attempt, QUEUED, DEQUEUED)
     journal.write(session)
@@ -99,18 +99,26 @@ def _start(
         session.runs_start(AttemptStarts(worker_id, applied, journal.now))
 
 
-def _with_waits(session: Session, run: ClaimedRun, worker_id: str) -> ClaimedRun:
-    """A claimed run that continues an attempt that waited carries its waits' results: the
-    ones completed since (its coroutine is parked on this worker), or every one (it
-    replays elsewhere)."""
-    if not run.suspended:
-        return run
-    if run.resume_worker == worker_id:
-        recorded = session.run_waits_take_undelivered(run.id, run.attempt)
-    else:
-        recorded = session.run_waits_list(run.id, run.attempt)
-        session.run_waits_take_undelivered(run.id, run.attempt)
-    return msgspec.structs.replace(run, waits=tuple(recorded))
+def _with_waits(session: Session, runs: list[ClaimedRun], worker_id: str) -> list[ClaimedRun]:
+    """Claimed runs that continue an attempt that waited carry their waits' results: the
+    ones completed since (their coroutine is parked on this worker: read for all of them
+    at once), or every one (it replays elsewhere)."""
+    parked = [
+        (run.id, run.attempt) for run in runs if run.suspended and run.resume_worker == worker_id
+    ]
+    delivered = session.run_waits_take_undelivered_of(parked) if parked else {}
+    found: list[ClaimedRun] = []
+    for run in runs:
+        if not run.suspended:
+            found.append(run)
+            continue
+        if run.resume_worker == worker_id:
+            recorded = delivered.get(run.id, [])
+        else:
+            recorded = session.run_waits_list(run.id, run.attempt)
+            session.run_waits_take_undelivered(run.id, run.attempt)
+        found.append(msgspec.structs.replace(run, waits=tuple(recorded)))
+    return found
 
 
 def finish(

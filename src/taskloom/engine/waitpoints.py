@@ -29,6 +29,7 @@ from ..store.records import (
     Suspension,
     WaitpointCompletion,
     WaitpointRecord,
+    WaitpointsDone,
     WaitRef,
 )
 from ..store.sql.session import Session
@@ -212,19 +213,25 @@ def complete(
     journal: Journal | None = None,
 ) -> list[str]:
     """Complete waitpoints (the first completion of each wins); return the runs put back
-    in their queues."""
+    in their queues. Waitpoints that end the same way are completed together."""
     own = journal if journal is not None else Journal(now)
-    requeued: list[str] = []
+    alike: dict[tuple[str, bytes, bool], list[str]] = {}
     for completion in completions:
-        if not session.waitpoint_complete(completion, now):
-            continue
-        for run_id in session.run_waits_complete(completion, now):
-            if session.run_requeue_waiting(run_id, now):
-                own.status(run_id, None, RunStatus.WAITING.value, RunStatus.QUEUED.value)
-                requeued.append(run_id)
+        key = (completion.status, completion.result, completion.is_error)
+        alike.setdefault(key, []).append(completion.id)
+    waiting: list[str] = []
+    for (status, result, is_error), ids in alike.items():
+        done = session.waitpoints_complete(WaitpointsDone(ids, status, result, is_error, now))
+        if done:
+            waiting += session.run_waits_complete(
+                WaitpointsDone(done, status, result, is_error, now)
+            )
+    requeued = session.runs_requeue_waiting(list(dict.fromkeys(waiting)), now) if waiting else []
+    for run_id, attempt in requeued:
+        own.status(run_id, attempt, RunStatus.WAITING.value, RunStatus.QUEUED.value)
     if journal is None:
         own.write(session)
-    return requeued
+    return [run_id for run_id, _ in requeued]
 
 
 def complete_due(session: Session, now: int, limit: int, journal: Journal) -> list[str]:

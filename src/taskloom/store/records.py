@@ -333,6 +333,21 @@ class RecordedWait(msgspec.Struct, frozen=True, array_like=True):
     result: bytes | None
 
 
+class RunWaitRecord(msgspec.Struct, frozen=True):
+    """A wait with the run that made it (rows of several runs read at once)."""
+
+    run_id: str
+    seq: int
+    kind: str
+    waitpoint_id: str | None
+    status: str
+    result: bytes | None
+
+    def recorded(self) -> RecordedWait:
+        """The wait as its run sees it."""
+        return RecordedWait(self.seq, self.kind, self.waitpoint_id, self.status, self.result)
+
+
 class WaitpointRecord(msgspec.Struct, frozen=True):
     """One waitpoint."""
 
@@ -443,6 +458,16 @@ class WaitpointCompletion(msgspec.Struct, frozen=True):
     status: str  # COMPLETED or TIMED_OUT
     result: bytes
     is_error: bool
+
+
+class WaitpointsDone(msgspec.Struct, frozen=True):
+    """Complete WAITING waitpoints that end the same way (status, result, is_error)."""
+
+    ids: list[str]
+    status: str  # COMPLETED or TIMED_OUT
+    result: bytes
+    is_error: bool
+    now: int
 
 
 class NewBatch(msgspec.Struct, frozen=True):

@@ -126,8 +126,9 @@ WHERE id = :run_id AND attempt = :attempt AND worker_id = :worker_id
     AND status IN ('DEQUEUED', 'EXECUTING')
 """
 REQUEUE_WAITING = """
-UPDATE runs SET status = 'QUEUED', available_at = :now, updated_at = :now
-WHERE id = :id AND status = 'WAITING'
+UPDATE runs SET status = 'QUEUED', available_at = ?1, updated_at = ?1
+WHERE status = 'WAITING' AND id IN (:ids)
+RETURNING id, attempt
 """
 UNPARK_RUN = "UPDATE runs SET resume_worker = NULL WHERE id = :id AND resume_worker = :worker_id"
 UNPARK_DEAD = """
@@ -346,9 +347,15 @@ class RunStatements(SessionBase):
         }
         return self.run(SUSPEND_RUN, params).rowcount == 1
 
-    def run_requeue_waiting(self, run_id: str, now: int) -> bool:
-        """A WAITING run whose waits completed goes back to its queue."""
-        return self.run(REQUEUE_WAITING, {"id": run_id, "now": now}).rowcount == 1
+    def runs_requeue_waiting(self, run_ids: list[str], now: int) -> list[tuple[str, int]]:
+        """WAITING runs whose waits completed go back to their queues; (id, attempt) of
+        each that did."""
+        requeued: list[tuple[str, int]] = []
+        for start in range(0, len(run_ids), GUARD_CHUNK):
+            chunk = run_ids[start : start + GUARD_CHUNK]
+            query = REQUEUE_WAITING.replace("(:ids)", _placeholders(len(chunk)))
+            requeued.extend((row[0], row[1]) for row in self.run(query, (now, *chunk)))
+        return requeued
 
     # -- other columns ----------------------------------------------------------------
     def runs_unpark(self, run_ids: list[str], worker_id: str) -> None:

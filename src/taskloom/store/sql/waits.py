@@ -8,6 +8,8 @@ batch's final runs, shaping a child run's result) is the engine's
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..records import (
     BatchCount,
     DueWaitpoint,
@@ -16,8 +18,9 @@ from ..records import (
     NewRunWait,
     NewWaitpoint,
     RecordedWait,
-    WaitpointCompletion,
+    RunWaitRecord,
     WaitpointRecord,
+    WaitpointsDone,
     WaitRef,
 )
 from .base import SessionBase
@@ -34,10 +37,11 @@ SELECT_WAITPOINT_BY_KEY = """
 SELECT id, idempotency_expires_at FROM waitpoints WHERE idempotency_key = :key
 """
 CLEAR_WAITPOINT_KEY = "UPDATE waitpoints SET idempotency_key = NULL WHERE id = :id"
-COMPLETE_WAITPOINT = """
-UPDATE waitpoints SET status = :status, output = :output, is_error = :is_error,
-    completed_at = :now
-WHERE id = :id AND status = 'WAITING'
+# Statements over a list of ids take positional parameters: the values, then the ids.
+COMPLETE_WAITPOINTS = """
+UPDATE waitpoints SET status = ?, output = ?, is_error = ?, completed_at = ?
+WHERE status = 'WAITING' AND id IN (:ids)
+RETURNING id
 """
 SELECT_DUE = """
 SELECT id, kind FROM waitpoints
@@ -67,10 +71,11 @@ VALUES (:run_id, :attempt, :seq, :kind, :waitpoint_id, :status, :result, :delive
     :now, :completed_at)
 """
 COMPLETE_RUN_WAITS = """
-UPDATE run_waits SET status = 'COMPLETED', result = :result, completed_at = :now
-WHERE waitpoint_id = :waitpoint_id AND status = 'PENDING'
+UPDATE run_waits SET status = 'COMPLETED', result = ?, completed_at = ?
+WHERE status = 'PENDING' AND waitpoint_id IN (:ids)
 RETURNING run_id
 """
+ID_CHUNK = 500
 SELECT_UNDELIVERED = f"""
 SELECT {RUN_WAIT_COLUMNS} FROM run_waits
 WHERE run_id = :run_id AND attempt = :attempt AND status = 'COMPLETED' AND delivered = 0
@@ -79,6 +84,19 @@ ORDER BY seq
 MARK_DELIVERED = """
 UPDATE run_waits SET delivered = 1
 WHERE run_id = :run_id AND attempt = :attempt AND status = 'COMPLETED' AND delivered = 0
+"""
+# Over many (run, attempt) pairs at once: `(:ids)` becomes the runs' ids (what the
+# primary key is searched by), `(:pairs)` `(?, ?), (?, ?), ...`.
+SELECT_UNDELIVERED_OF = f"""
+SELECT {columns(RunWaitRecord)} FROM run_waits
+WHERE run_id IN (:ids) AND (run_id, attempt) IN (VALUES (:pairs))
+    AND status = 'COMPLETED' AND delivered = 0
+ORDER BY run_id, seq
+"""
+MARK_DELIVERED_OF = """
+UPDATE run_waits SET delivered = 1
+WHERE run_id IN (:ids) AND (run_id, attempt) IN (VALUES (:pairs))
+    AND status = 'COMPLETED' AND delivered = 0
 """
 HAS_PENDING = """
 SELECT 1 FROM run_waits WHERE run_id = :run_id AND attempt = :attempt AND status = 'PENDING'
@@ -107,6 +125,7 @@ SELECT run_id FROM batch_items WHERE batch_id = :id ORDER BY position
 
 WAITPOINTS = RowReader(WaitpointRecord)
 RUN_WAITS = RowReader(RecordedWait)
+RUN_WAITS_OF = RowReader(RunWaitRecord)
 DUE = RowReader(DueWaitpoint)
 FINISHED = RowReader(FinishedRun)
 COUNTS = RowReader(BatchCount)
@@ -149,16 +168,10 @@ class WaitStatements(SessionBase):
         """Forget a waitpoint's idempotency key (it expired)."""
         self.run(CLEAR_WAITPOINT_KEY, {"id": waitpoint_id})
 
-    def waitpoint_complete(self, completion: WaitpointCompletion, now: int) -> bool:
-        """Complete a WAITING waitpoint; False when it was done already."""
-        params = {
-            "id": completion.id,
-            "status": completion.status,
-            "output": completion.result,
-            "is_error": 1 if completion.is_error else 0,
-            "now": now,
-        }
-        return self.run(COMPLETE_WAITPOINT, params).rowcount == 1
+    def waitpoints_complete(self, done: WaitpointsDone) -> list[str]:
+        """Complete the WAITING ones of these waitpoints; the ids completed now."""
+        values = (done.status, done.result, 1 if done.is_error else 0, done.now)
+        return self._each_chunk(COMPLETE_WAITPOINTS, values, done.ids)
 
     def waitpoints_due(self, now: int, limit: int) -> list[DueWaitpoint]:
         """WAITING waitpoints whose resume time has come, oldest first."""
@@ -201,10 +214,19 @@ class WaitStatements(SessionBase):
             },
         )
 
-    def run_waits_complete(self, completion: WaitpointCompletion, now: int) -> list[str]:
-        """Record the result on every pending wait on a waitpoint; the runs that waited."""
-        params = {"waitpoint_id": completion.id, "result": completion.result, "now": now}
-        return self.column(COMPLETE_RUN_WAITS, params)
+    def run_waits_complete(self, done: WaitpointsDone) -> list[str]:
+        """Record the result on every pending wait on these waitpoints; the runs that
+        waited."""
+        return self._each_chunk(COMPLETE_RUN_WAITS, (done.result, done.now), done.ids)
+
+    def _each_chunk(self, statement: str, values: tuple[Any, ...], ids: list[str]) -> list[str]:
+        """Run a statement ending in `IN (:ids)` over chunks of ids; its first column."""
+        found: list[str] = []
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            query = statement.replace("(:ids)", "(" + ",".join("?" * len(chunk)) + ")")
+            found.extend(str(row[0]) for row in self.run(query, (*values, *chunk)))
+        return found
 
     def run_waits_take_undelivered(self, run_id: str, attempt: int) -> list[RecordedWait]:
         """Completed waits not yet handed to the run (marked delivered now)."""
@@ -213,6 +235,22 @@ class WaitStatements(SessionBase):
         if ready:
             self.run(MARK_DELIVERED, params)
         return ready
+
+    def run_waits_take_undelivered_of(
+        self, attempts: list[tuple[str, int]]
+    ) -> dict[str, list[RecordedWait]]:
+        """`run_waits_take_undelivered` for many (run, attempt) pairs at once, by run."""
+        found: dict[str, list[RecordedWait]] = {}
+        for start in range(0, len(attempts), ID_CHUNK):
+            chunk = attempts[start : start + ID_CHUNK]
+            ids = ",".join("?" * len(chunk))
+            pairs = "), (".join("?, ?" for _ in chunk)
+            values = [run_id for run_id, _ in chunk] + [v for pair in chunk for v in pair]
+            select = SELECT_UNDELIVERED_OF.replace(":ids", ids).replace(":pairs", pairs)
+            for wait in RUN_WAITS_OF.all(self.run(select, values)):
+                found.setdefault(wait.run_id, []).append(wait.recorded())
+            self.run(MARK_DELIVERED_OF.replace(":ids", ids).replace(":pairs", pairs), values)
+        return found
 
     def run_waits_pending(self, run_id: str, attempt: int) -> bool:
         """True when an attempt has a wait that is not complete."""
