@@ -162,7 +162,7 @@ def test_paused_sub_queues_do_not_delay_a_runnable_one(
         declare(engine, "open")
         for n in range(200):  # a paused queue whose 200 keys each have a ready run
             trigger(engine, task, concurrency_key=f"tenant-{n:03d}")
-        assert engine.pause_queue("held", True).paused
+        assert engine.queues.pause("held", True).paused
         runnable = trigger(engine, task, queue="open")
         worker = FakeWorker(engine)
         claims = 0

@@ -39,6 +39,7 @@ class RecordingEngine:
         self.clock = SYSTEM_CLOCK
         self.calls: list[str] = []
         self.parents: set[str | None] = set()
+        self.waits = self  # engine.waits: register, create_token, get
 
     def resolve_spec(self, task_id: str) -> TaskSpec:
         self.calls.append(f"resolve_spec {task_id}")
@@ -80,7 +81,7 @@ class RecordingEngine:
         recorded = RecordedWait(ref.seq, "batch", "waitpoint_b", "COMPLETED", data)
         return "batch_1", results, recorded if wait else None
 
-    def register_wait(
+    def register(
         self,
         ref: WaitRef,
         kind: str,
@@ -97,7 +98,7 @@ class RecordingEngine:
         self.calls.append("create_token")
         return SimpleNamespace(id=waitpoint.id, created_at=now_ms() + 1)
 
-    def waitpoint(self, waitpoint_id: str) -> Any:
+    def get(self, waitpoint_id: str) -> Any:
         self.calls.append("waitpoint")
         return SimpleNamespace(id=waitpoint_id, kind="TOKEN")
 

@@ -5,7 +5,7 @@ validates, composes each change as one store transaction (`inserting`, `cancelli
 `waitpoints`, `ticking`), journals every status change against the transition table
 (`events.Journal`, `states`), and wakes workers. Worker- and service-facing calls are
 grouped on `engine.workers` and `engine.maintenance`; waits and tokens on `engine.waits`;
-queues on `engine.queues_admin`.
+queues on `engine.queues`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ from ..store.records import (
     EventRecord,
     InsertResult,
     NewRun,
-    NewWaitpoint,
     RecordedWait,
     RunFilter,
     RunReschedule,
-    WaitpointRecord,
     WaitRef,
 )
 from ..store.sql.session import Session
-from ..types import Attempt, QueueDetails, Run, RunStatus
+from ..types import Attempt, Run, RunStatus
 from . import cancelling, inserting, metadata
 from .decode import decode_attempt, decode_run
 from .events import journaled
@@ -73,7 +71,7 @@ class Engine:
         self.workers = Workers(self)
         self.maintenance = Maintenance(self)
         self.waits = Waits(self)
-        self.queues_admin = Queues(self, local_queues)
+        self.queues = Queues(self, local_queues)
 
     def write(self, body: Callable[[Session], T], what: str) -> T:
         """Run one write transaction on the store; this process's event feed reads the
@@ -137,7 +135,7 @@ class Engine:
             payload_json = serialise_payload(spec.id, payload, self.config.payload_limit_bytes)
         queue = options.get("queue")
         if queue is not None and queue != spec.queue:
-            self.queues_admin.check(spec.id, queue)
+            self.queues.check(spec.id, queue)
         when = self.clock.now_ms() if now is None else now
         return build_new_run(spec, payload_json, options, now=when, config=self.config, links=links)
 
@@ -224,49 +222,6 @@ class Engine:
         return self.store.execute(
             lambda s: s.idempotency_key_reset(task_id, key), "reset idempotency key"
         )
-
-    # -- waits, tokens and queues (delegated) -----------------------------------------
-    def register_wait(
-        self,
-        ref: WaitRef,
-        kind: str,
-        *,
-        waitpoint: NewWaitpoint | None = None,
-        waitpoint_id: str | None = None,
-        result: bytes | None = None,
-    ) -> RecordedWait:
-        """Record a wait of a run (see `Waits.register`)."""
-        return self.waits.register(
-            ref, kind, waitpoint=waitpoint, waitpoint_id=waitpoint_id, result=result
-        )
-
-    def create_token(self, waitpoint: NewWaitpoint) -> WaitpointRecord:
-        """A token waitpoint (or the one holding its idempotency key)."""
-        return self.waits.create_token(waitpoint)
-
-    def waitpoint(self, waitpoint_id: str) -> WaitpointRecord:
-        """A waitpoint by id, or a clear error."""
-        return self.waits.get(waitpoint_id)
-
-    def complete_token(self, waitpoint_id: str, output: bytes) -> bool:
-        """Complete a token (the first completion wins); wake the runs waiting for it."""
-        return self.waits.complete_token(waitpoint_id, output)
-
-    def queue(self, name: str) -> QueueDetails:
-        """A queue with its counts, or InvalidOptionError naming the known ones."""
-        return self.queues_admin.get(name)
-
-    def queues(self) -> list[QueueDetails]:
-        """Every queue workers have declared, with counts."""
-        return self.queues_admin.list()
-
-    def pause_queue(self, name: str, paused: bool) -> QueueDetails:
-        """Pause (executing runs finish; nothing new starts) or resume a queue."""
-        return self.queues_admin.pause(name, paused)
-
-    def override_queue_limit(self, name: str, limit: int | None) -> QueueDetails:
-        """Override a queue's concurrency limit (None: back to the code's value)."""
-        return self.queues_admin.override_limit(name, limit)
 
     # -- reading --------------------------------------------------------------------
     def retrieve(self, run_id: str, *, with_attempts: bool = True) -> Run:

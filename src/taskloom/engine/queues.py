@@ -1,4 +1,4 @@
-"""The engine's queues surface (`engine.queues_admin`): inspect queues, pause and resume
+"""The engine's queues surface (`engine.queues`): inspect queues, pause and resume
 them, override their limits, and check a queue named at trigger time."""
 
 from __future__ import annotations

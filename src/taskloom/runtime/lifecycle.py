@@ -49,7 +49,7 @@ from .controls import ComputeBudget, RunPromise, swallow_cancellation
 from .decisions import Decision, failed_outcome, interpret_answer
 from .definition import TaskDefinition
 from .hook_args import BoundHook
-from .hooks import current_run_hooks, global_snapshot
+from .hooks import GLOBAL_HOOK_NAMES, current_run_hooks, global_snapshot
 from .locals import attempt_locals
 from .report import AttemptResult, succeeded
 
@@ -564,17 +564,4 @@ class Lifecycle:
             self.body_task.cancel()
 
 
-_GLOBAL_KINDS = frozenset(
-    {
-        "on_start_attempt",
-        "on_start",
-        "on_success",
-        "on_failure",
-        "on_complete",
-        "on_wait",
-        "on_resume",
-        "on_cancel",
-        "catch_error",
-        "middleware",
-    }
-)
+_GLOBAL_KINDS = frozenset(GLOBAL_HOOK_NAMES)

@@ -95,7 +95,7 @@ def token_url(token_id: str) -> str | None:
 def create_token(engine: Engine, options: TokenOptions) -> Token:
     """Create a token (or find the one holding its idempotency key: `is_cached`)."""
     now = engine.clock.now_ms()  # the clock the engine stamps `created_at` with
-    record = engine.create_token(
+    record = engine.waits.create_token(
         NewWaitpoint(
             new_id("waitpoint"),
             "TOKEN",
@@ -128,7 +128,7 @@ def create_token_in_run(
         tags=tags,
     )
     token = create_token(runtime.engine, options)
-    recorded = runtime.engine.register_wait(
+    recorded = runtime.engine.waits.register(
         ref, "token-create", result=orjson.dumps({"id": token.id})
     )
     first = orjson.loads(recorded.result or b"{}").get("id")
@@ -160,7 +160,7 @@ async def sleep(seconds: float, what: str) -> None:
     if recorded is None:
         waitpoint = NewWaitpoint(new_id("waitpoint"), "DURATION", resume_at=resume_at)
         recorded = await asyncio.to_thread(
-            runtime.engine.register_wait, ref, "duration", waitpoint=waitpoint
+            runtime.engine.waits.register, ref, "duration", waitpoint=waitpoint
         )
     info = WaitInfo("duration", ref.seq, date=ms_to_datetime(resume_at))
     await runtime.wait_for(recorded, info)
@@ -177,9 +177,9 @@ async def for_token(token: Token | str, what: str) -> WaitTokenResult:
     recorded = runtime.replayed(ref, "token")
     if recorded is None:
         engine = runtime.engine
-        await asyncio.to_thread(engine.waitpoint, token_id)  # a clear error if unknown
+        await asyncio.to_thread(engine.waits.get, token_id)  # a clear error if unknown
         recorded = await asyncio.to_thread(
-            engine.register_wait, ref, "token", waitpoint_id=token_id
+            engine.waits.register, ref, "token", waitpoint_id=token_id
         )
     info = WaitInfo("token", ref.seq, token=token_id)
     data = orjson.loads(await runtime.wait_for(recorded, info))

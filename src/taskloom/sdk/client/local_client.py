@@ -121,27 +121,27 @@ class LocalClient:
     # -- queues -------------------------------------------------------------------------
     def queue_list(self) -> list[QueueDetails]:
         """Every queue workers have declared, with counts."""
-        return self.engine.queues()
+        return self.engine.queues.list()
 
     def queue_retrieve(self, name: str) -> QueueDetails:
         """One queue, with counts."""
-        return self.engine.queue(name)
+        return self.engine.queues.get(name)
 
     def queue_pause(self, name: str) -> QueueDetails:
         """Pause a queue."""
-        return self.engine.pause_queue(name, True)
+        return self.engine.queues.pause(name, True)
 
     def queue_resume(self, name: str) -> QueueDetails:
         """Resume a queue."""
-        return self.engine.pause_queue(name, False)
+        return self.engine.queues.pause(name, False)
 
     def queue_override_limit(self, name: str, limit: int) -> QueueDetails:
         """Override a queue's concurrency limit."""
-        return self.engine.override_queue_limit(name, limit)
+        return self.engine.queues.override_limit(name, limit)
 
     def queue_reset_limit(self, name: str) -> QueueDetails:
         """Back to the limit declared in code."""
-        return self.engine.override_queue_limit(name, None)
+        return self.engine.queues.override_limit(name, None)
 
     # -- waitpoint tokens ---------------------------------------------------------------
     def token_create(self, options: TokenOptions) -> Token:
@@ -150,7 +150,7 @@ class LocalClient:
 
     def token_retrieve(self, token_id: str) -> TokenDetails:
         """A token and how it ended."""
-        found = self.engine.waitpoint(token_id)
+        found = self.engine.waits.get(token_id)
         if found.kind != "TOKEN":
             raise InvalidOptionError(
                 f"waitpoint {token_id} is a {found.kind} waitpoint, not a token"
@@ -175,7 +175,7 @@ class LocalClient:
 
     def token_complete(self, token_id: str, data: Any) -> bool:
         """Complete a token; the first completion wins."""
-        return self.engine.complete_token(token_id, runtime_wait.token_output(token_id, data))
+        return self.engine.waits.complete_token(token_id, runtime_wait.token_output(token_id, data))
 
     # -- idempotency keys ---------------------------------------------------------------
     def idempotency_key_reset(self, task_id: str, key: str) -> bool:
