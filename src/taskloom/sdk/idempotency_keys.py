@@ -1,12 +1,6 @@
 """`idempotency_keys`: keys that make a trigger return the run an earlier trigger made.
 
-A key is kept for 30 days by default (`idempotency_key_ttl`), and for as long as its run
-is queued, running, completed or cancelled; it is cleared when the run fails or expires,
-so a new trigger with it creates a new run. Keys are per task.
-
-Scopes (as in Trigger.dev): `"run"` ties the key to the run that triggers (the default
-for keys made inside a run, and for plain strings passed inside a run), `"attempt"` to
-that run's current attempt, `"global"` to nothing (plain strings outside a run).
+How long a key lives and what its scopes mean: `taskloom.runtime.idempotency_keys`.
 """
 
 from __future__ import annotations
