@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taskloom.runtime.attempt import AttemptRuntime, WaitInfo
+from taskloom.runtime.steps import AttemptRuntime, WaitInfo
 from taskloom.store.records import RecordedWait
 
 pytestmark = pytest.mark.slow  # with the rest of tests/waits

@@ -19,9 +19,9 @@ from ..engine.spec import TaskSpec
 from ..engine.triggering import RunLinks
 from ..errors import InvalidOptionError
 from . import registry
-from .attempt import AttemptRuntime, WaitInfo, attempt_runtime
 from .idempotency_keys import scoped_options
 from .results import BatchResult, TaskRunResult, TriggeredBatch, TriggeredRun
+from .steps import AttemptRuntime, WaitInfo, attempt_runtime
 
 Item = tuple[TaskSpec, Any, Mapping[str, Any]]
 """One run to trigger: its task's spec, its payload (validated) and its trigger options."""

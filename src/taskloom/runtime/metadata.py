@@ -18,7 +18,7 @@ from ..engine import metadata as metadata_ops
 from ..engine.engine import Engine
 from ..engine.triggering import MAX_TAG_LENGTH, MAX_TAGS
 from ..errors import InvalidOptionError, PayloadError
-from .attempt import AttemptRuntime
+from .steps import AttemptRuntime
 
 
 def _size_checked(metadata: dict[str, Any], what: str) -> dict[str, Any]:

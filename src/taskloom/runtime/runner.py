@@ -22,7 +22,6 @@ from ..engine.engine import Engine
 from ..engine.records import ClaimedRun, RecordedWait
 from ..machines import resolve_machine
 from ..types import RunStatus, ms_to_datetime
-from .attempt import AttemptRuntime, current_attempt
 from .capture import flush_partial
 from .context import (
     AttemptInfo,
@@ -40,6 +39,7 @@ from .failures import error_dict
 from .lifecycle import Lifecycle
 from .report import AttemptError, AttemptResult, Event, failed
 from .sink import current_sink
+from .steps import AttemptRuntime, current_attempt
 
 
 def recorded_waits(waits: Iterable[RecordedWait]) -> dict[int, RecordedWait]:

@@ -28,8 +28,8 @@ from ..engine.records import NewWaitpoint
 from ..errors import InvalidOptionError, WaitpointTimeoutError
 from ..ids import new_id
 from ..types import ms_to_datetime
-from .attempt import AttemptRuntime, WaitInfo, attempt_runtime
 from .results import Token, WaitTokenResult
+from .steps import AttemptRuntime, WaitInfo, attempt_runtime
 
 IN_PROCESS_LIMIT_SECONDS = 5.0
 MAX_TOKEN_TAGS = 10

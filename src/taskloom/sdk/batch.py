@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InvalidOptionError
 from ..runtime import children, registry
-from ..runtime.attempt import AttemptRuntime, current_attempt, run_with_reserved_step
+from ..runtime.steps import AttemptRuntime, current_attempt, run_with_reserved_step
 from .client import BatchItem, current_client
 from .results import BatchHandle, BatchResult
 

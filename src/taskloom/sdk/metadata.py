@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import InvalidOptionError
 from ..runtime import metadata as run_metadata
-from ..runtime.attempt import current_attempt
+from ..runtime.steps import current_attempt
 
 
 class MetadataScope:

@@ -13,7 +13,6 @@ from typing import Any, TypeVar, overload
 from ..errors import InvalidOptionError
 from ..retry import Retry
 from ..runtime import children, registry
-from ..runtime.attempt import AttemptRuntime, current_attempt, run_with_reserved_step
 from ..runtime.definition import (
     TaskDefinition,
     TaskOptions,
@@ -26,6 +25,7 @@ from ..runtime.definition import (
 from ..runtime.hook_args import BoundHook
 from ..runtime.hooks import Registrar
 from ..runtime.queues import Queue
+from ..runtime.steps import AttemptRuntime, current_attempt, run_with_reserved_step
 from .client import BatchItem, current_client
 from .handles import RunHandle
 from .results import BatchHandle, BatchResult, TaskRunResult

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import InvalidOptionError
 from ..runtime import wait as runtime_wait
-from ..runtime.attempt import current_attempt, run_with_reserved_step
+from ..runtime.steps import current_attempt, run_with_reserved_step
 from .client import TokenDetails, current_client
 from .results import Token, WaitTokenResult
 

@@ -2,7 +2,7 @@
 single statement that is its own), with the helpers the statement modules share.
 
 Statements are written once, in dialect-neutral SQL with `:name` parameters, as named
-constants beside the methods that run them (`runs`, `attempts`, `waits`, `workers`,
+constants beside the methods that run them (`runs`, `attempts`, `waitpoints`, `workers`,
 `queues`, `claim`). A dialect's session subclass (`taskloom.store.sqlite`) supplies the
 connection and replaces only the statements its database spells differently.
 """

@@ -14,7 +14,7 @@ from .base import Connection
 from .claim import Claimer, Pair, pairs_after
 from .queues import QueueStatements
 from .runs import RunStatements
-from .waits import WaitStatements
+from .waitpoints import WaitStatements
 from .workers import WorkerStatements
 
 
